@@ -1,0 +1,205 @@
+"""The `edge` command: what runs on the device.
+
+User errors (any EdgeError) print one line and exit with code 2; --debug shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edge import __version__
+from edge.errors import EdgeError
+
+EXIT_USER_ERROR = 2
+log = logging.getLogger("edge")
+
+
+def _positive_ints(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like '1,2,4', got {text!r}")
+    return values
+
+
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure a model's latency, throughput and memory",
+        description="Benchmark one or more models (benchmark_model's method). "
+        "Several models or thread counts give a comparison table; "
+        "each runs in its own process so memory figures stay clean.",
+    )
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite file(s)")
+    p.add_argument(
+        "--threads",
+        type=_positive_ints,
+        default=None,
+        help="thread count(s), comma separated (default: every core)",
+    )
+    p.add_argument(
+        "--delegate",
+        action="append",
+        dest="delegates",
+        metavar="SPEC",
+        help="delegate chain entry, repeat in order: edgetpu[:usb|:pci], gpu[:LIB], "
+        "external:LIB, xnnpack, builtin (default: xnnpack then builtin)",
+    )
+    p.add_argument("--inputs", help="real inputs: .npy, .npz (array x) or an image folder")
+    p.add_argument("--batch", type=int, help="resize the batch dimension (dynamic models)")
+    p.add_argument("--runs", type=int, default=50, help="at least this many timed runs [50]")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="and at least this long [1]")
+    p.add_argument("--max-seconds", type=float, default=150.0, help="but never longer [150]")
+    p.add_argument("--warmup-runs", type=int, default=1, help="at least this many warmups [1]")
+    p.add_argument("--warmup-seconds", type=float, default=0.5, help="and this long [0.5]")
+    p.add_argument("--backend", help="force a runtime: ai-edge-litert, tflite-runtime, tensorflow")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_bench)
+
+
+def _bench_one(args: argparse.Namespace, model: str, threads: int | None) -> dict[str, Any]:
+    from edge.bench import BenchSettings, benchmark
+
+    settings = BenchSettings(
+        warmup_runs=args.warmup_runs,
+        warmup_min_seconds=args.warmup_seconds,
+        runs=args.runs,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+    )
+    return benchmark(
+        model,
+        threads=threads,
+        delegates=args.delegates,
+        inputs=args.inputs,
+        batch=args.batch,
+        settings=settings,
+        backend=args.backend,
+    ).to_dict()
+
+
+def _bench_in_child(argv: Sequence[str], model: str, threads: int | None) -> dict[str, Any]:
+    """Run one configuration in a fresh process and read its JSON line."""
+    child = [sys.executable, "-m", "edge.cli", *argv, "--json", model]
+    if threads is not None:
+        child += ["--threads", str(threads)]
+    done = subprocess.run(child, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        prefix = "edge: error: "
+        lines = [line for line in done.stderr.splitlines() if line.startswith(prefix)]
+        detail = lines[-1][len(prefix) :] if lines else done.stderr.strip()[-500:]
+        raise EdgeError(f"benchmark of {model} at {threads} threads failed: {detail}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    argv = [
+        "bench",
+        "--runs",
+        str(args.runs),
+        "--min-seconds",
+        str(args.min_seconds),
+        "--max-seconds",
+        str(args.max_seconds),
+        "--warmup-runs",
+        str(args.warmup_runs),
+        "--warmup-seconds",
+        str(args.warmup_seconds),
+    ]
+    for spec in args.delegates or []:
+        argv += ["--delegate", spec]
+    for flag, value in (
+        ("--inputs", args.inputs),
+        ("--batch", args.batch),
+        ("--backend", args.backend),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import table_rows
+    from edge.textable import render_table
+
+    thread_counts: list[int | None] = list(args.threads) if args.threads else [None]
+    configs = [(model, threads) for model in args.models for threads in thread_counts]
+    if len(configs) == 1:
+        results = [_bench_one(args, *configs[0])]
+    else:
+        results = [_bench_in_child(_child_argv(args), model, threads) for model, threads in configs]
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else {"results": results}))
+        return 0
+    first = results[0]
+    print(
+        f"backend {first['backend']} {first['backend_version']}, inputs {first['inputs']}, "
+        f"batch {first['batch']}"
+    )
+    print(render_table(*table_rows(results)))
+    return 0
+
+
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser(
+        "info",
+        help="runtimes, delegates and this machine's facts",
+        description="Report the TFLite runtimes found, the delegates that load, "
+        "the CPU, memory and temperature, and the matching profile.",
+    )
+    p.add_argument("--backend", help="check delegates with this runtime")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from edge.info import gather_info, render_info
+
+    info = gather_info(args.backend)
+    print(json.dumps(info) if args.json else render_info(info))
+    return 0
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_bench, _add_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge", description="Run TFLite models on this device.")
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log lifecycle events")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.handler(args)
+    except EdgeError as exc:
+        if args.debug:
+            raise
+        print(f"edge: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Session fixtures: models are trained once per session and cached under build/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import models
+
+
+@pytest.fixture(scope="session")
+def digits() -> models.DigitsModels:
+    """The digits CNN (Keras), its fp32/dynamic/int8 TFLite files and the held-out data."""
+    return models.digits_models()
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_model() -> Path:
+    """A dense model whose input has a fixed batch of 1."""
+    return models.fixed_batch_model()

@@ -1,0 +1,36 @@
+"""Byte-level edits of real TFLite files, to make models a runtime must refuse."""
+
+from __future__ import annotations
+
+import struct
+
+from ai_edge_litert import schema_py_generated as schema
+
+_VERSION_SLOT = 8  # vtable offset of OperatorCode.version (its third field)
+
+
+def set_op_version(data: bytes, op_name: str, version: int) -> bytes:
+    """A copy of ``data`` whose OperatorCode for ``op_name`` claims ``version``.
+
+    The field is patched in place, so it must be stored (the converter writes it for
+    every op); an op whose version is left at the default 1 cannot be patched this way.
+    """
+    names = {
+        value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")
+    }
+    model = schema.Model.GetRootAs(data, 0)
+    out = bytearray(data)
+    patched = 0
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if names.get(builtin) != op_name:
+            continue
+        offset = code._tab.Offset(_VERSION_SLOT)
+        if not offset:
+            raise ValueError(f"{op_name}: version field not stored; cannot patch in place")
+        struct.pack_into("<i", out, code._tab.Pos + offset, version)
+        patched += 1
+    if not patched:
+        raise ValueError(f"the model has no {op_name} op")
+    return bytes(out)
