@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
+from edge.preprocess import IMAGE_SUFFIXES
 from edge.runtime.tensors import IoTensor
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 @dataclass
