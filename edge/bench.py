@@ -100,7 +100,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _timed_runs(
+def timed_runs(
     runner: ModelRunner, feed: InputFeed, *, at_least: int, min_seconds: float, max_seconds: float
 ) -> list[float]:
     """Invoke until both the count and the time floor are met; return each invoke in ms."""
@@ -161,14 +161,14 @@ def benchmark(
     runner.invoke()
     first_ms = (time.perf_counter_ns() - t0) / 1e6
 
-    warm = _timed_runs(
+    warm = timed_runs(
         runner,
         feed,
         at_least=settings.warmup_runs,
         min_seconds=settings.warmup_min_seconds,
         max_seconds=settings.max_seconds,
     )
-    times = _timed_runs(
+    times = timed_runs(
         runner,
         feed,
         at_least=settings.runs,

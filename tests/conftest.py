@@ -19,3 +19,9 @@ def digits() -> models.DigitsModels:
 def fixed_batch_model() -> Path:
     """A dense model whose input has a fixed batch of 1."""
     return models.fixed_batch_model()
+
+
+@pytest.fixture(scope="session")
+def saved_model() -> Path:
+    """The digits CNN exported as a SavedModel with a serving_default signature."""
+    return models.digits_saved_model()

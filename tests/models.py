@@ -99,3 +99,15 @@ def mobilenet_models() -> dict[str, Path]:
 
     folder = cached("mobilenet_v2", build)
     return {mode: folder / f"mobilenet_v2-{mode}.tflite" for mode in ("fp32", "int8")}
+
+
+def digits_saved_model() -> Path:
+    """The digits CNN exported as a SavedModel (signature serving_default)."""
+
+    def build(out: Path) -> None:
+        import keras
+
+        model = keras.models.load_model(digits_models().keras)
+        model.export(out / "saved_model", format="tf_saved_model", verbose=False)
+
+    return cached("digits-saved-model", build) / "saved_model"

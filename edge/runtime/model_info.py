@@ -82,6 +82,7 @@ class TensorInfo:
     shape: tuple[int, ...]  # shape_signature when present (-1 for a dynamic dim), else shape
     dtype: str  # numpy dtype name, or "tflite:<NAME>" for types numpy cannot hold
     quant: QuantParams | None  # None when the tensor is not quantized
+    constant: bool = False  # holds data in the file (weights, biases, shapes); read_nodes sets it
 
     def to_dict(self) -> dict[str, object]:
         quant = None if self.quant is None else self.quant.to_dict()
@@ -283,9 +284,11 @@ def _quant(tensor: Any) -> QuantParams | None:
     return QuantParams(scales, _ints(q, "ZeroPoint"), q.QuantizedDimension())
 
 
-def _tensor(tensor: Any, index: int) -> TensorInfo:
+def _tensor(tensor: Any, index: int, *, constant: bool = False) -> TensorInfo:
     shape = _ints(tensor, "ShapeSignature") or _ints(tensor, "Shape")
-    return TensorInfo(_text(tensor.Name()), index, shape, _dtype(tensor.Type()), _quant(tensor))
+    return TensorInfo(
+        _text(tensor.Name()), index, shape, _dtype(tensor.Type()), _quant(tensor), constant
+    )
 
 
 def _buffer_bytes(buffer: Any, data: bytes) -> bytes:
