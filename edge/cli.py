@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from edge import __version__
+from edge.cli_support import make_parser, run
 from edge.errors import EdgeError
-
-EXIT_USER_ERROR = 2
-log = logging.getLogger("edge")
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -174,31 +171,11 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (_add_bench, _add_info)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="Run TFLite models on this device.")
-    parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log lifecycle events")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
-        add(sub)
-    return parser
+    return make_parser("edge", __version__, "Run TFLite models on this device.", COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        code: int = args.handler(args)
-    except EdgeError as exc:
-        if args.debug:
-            raise
-        print(f"edge: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        return 130
-    return code
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

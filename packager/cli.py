@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge.cli_support import make_parser, run
 from packager import __version__
-
-EXIT_USER_ERROR = 2
 
 
 def make_console(*, stderr: bool) -> Any:
@@ -225,38 +223,15 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (_add_convert, _add_evaluate, _add
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="packager", description="Make a model small and fast for a device, and prove it."
+    return make_parser(
+        "packager", __version__, "Make a model small and fast for a device, and prove it.", COMMANDS
     )
-    parser.add_argument("--version", action="version", version=f"packager {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in COMMANDS:
-        add(sub)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from edge.errors import EdgeError
-
-    args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if level > logging.INFO:
-        # Every candidate is loaded several times; its delegation is in the tables instead.
-        logging.getLogger("edge.runtime").setLevel(logging.ERROR)
-    try:
-        code: int = args.handler(args)
-    except EdgeError as exc:
-        if args.debug:
-            raise
-        print(f"packager: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        return 130
-    return code
+    # Every candidate is loaded several times; its delegation is in the tables instead.
+    return run(build_parser(), argv, quiet_loggers=("edge.runtime",))
 
 
 if __name__ == "__main__":

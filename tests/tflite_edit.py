@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 
 from ai_edge_litert import schema_py_generated as schema
+from hypothesis import strategies as st
 
 _VERSION_SLOT = 8  # vtable offset of OperatorCode.version (its third field)
 
@@ -33,4 +34,23 @@ def set_op_version(data: bytes, op_name: str, version: int) -> bytes:
         patched += 1
     if not patched:
         raise ValueError(f"the model has no {op_name} op")
+    return bytes(out)
+
+
+# Corruptions for fuzzing readers: (position, "byte" flip or 32-bit "word", value).
+CORRUPTIONS = st.lists(
+    st.tuples(st.integers(0, 2**31), st.sampled_from(["byte", "word"]), st.integers(0, 2**32 - 1)),
+    min_size=1,
+    max_size=6,
+)
+
+
+def corrupt(data: bytes, corruptions: list[tuple[int, str, int]]) -> bytes:
+    """Flip bytes or overwrite aligned 32-bit words (wild offsets) of a copy of ``data``."""
+    out = bytearray(data)
+    for position, kind, value in corruptions:
+        if kind == "byte":
+            out[position % len(out)] ^= (value % 255) + 1
+        else:
+            struct.pack_into("<I", out, (position % (len(out) // 4)) * 4, value)
     return bytes(out)

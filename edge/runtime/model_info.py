@@ -153,11 +153,7 @@ def read_model_info(source: str | os.PathLike[str] | bytes) -> ModelInfo:
         InvalidModelError: the data is empty, truncated, not TFLite, or corrupt.
         BackendError: neither ai-edge-litert nor TensorFlow provides the schema.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data, origin = bytes(source), "model bytes"
-    else:
-        data, origin = _read_file(Path(source)), os.fspath(source)
-    check_flatbuffer(data, origin=origin)
+    data, origin = read_checked(source)
     try:
         info = _describe(_schema().Model.GetRootAs(data, 0), data)
     except _DECODE_ERRORS as exc:
@@ -202,13 +198,24 @@ def _corrupt(origin: str, problem: str) -> str:
     return f"{origin}: truncated or corrupt TFLite model: {problem}; {_ADVICE}"
 
 
+def read_checked(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
+    """The model's bytes (the file read once) and where they came from, checked by
+    :func:`check_flatbuffer`, so they are safe to hand to the native interpreter."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, origin = bytes(source), "<model bytes>"
+    else:
+        data, origin = _read_file(Path(source)), os.fspath(source)
+    check_flatbuffer(data, origin=origin)
+    return data, origin
+
+
 def _read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
-        raise ModelError(f"{path}: no such file; check the model path") from exc
+        raise ModelError(f"{path}: no such model file; check the path") from exc
     except IsADirectoryError as exc:
-        raise ModelError(f"{path}: is a directory, expected a .tflite file") from exc
+        raise ModelError(f"{path}: is a folder, expected a .tflite file") from exc
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the model: {exc.strerror or exc}") from exc
 

@@ -18,7 +18,6 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +33,9 @@ from edge.runtime.model_info import (
     _ints,
     _items,
     _op_name,
-    _read_file,
     _schema,
     _tensor,
-    check_flatbuffer,
+    read_checked,
 )
 
 __all__ = ["SMALL_CONSTANT_ELEMENTS", "NodeInfo", "OptionValue", "read_nodes"]
@@ -102,11 +100,7 @@ def read_nodes(
         InvalidModelError: the data is empty, truncated, not TFLite, or corrupt.
         BackendError: neither ai-edge-litert nor TensorFlow provides the schema.
     """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data, origin = bytes(source), "model bytes"
-    else:
-        data, origin = _read_file(Path(source)), os.fspath(source)
-    check_flatbuffer(data, origin=origin)
+    data, origin = read_checked(source)
     model = _schema().Model.GetRootAs(data, 0)
     count = model.SubgraphsLength()
     if not 0 <= subgraph < count:

@@ -17,7 +17,6 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +39,7 @@ from edge.runtime.delegates import (
     load_library_delegate,
     parse_chain,
 )
-from edge.runtime.model_info import ModelInfo, check_flatbuffer, read_model_info
+from edge.runtime.model_info import ModelInfo, read_checked, read_model_info
 from edge.runtime.tensors import IoTensor, dequantize, io_tensor, quantize
 
 log = logging.getLogger(__name__)
@@ -287,20 +286,6 @@ class ModelRunner:
         }
 
 
-def _read_source(source: str | os.PathLike[str] | bytes) -> tuple[bytes, str]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        return bytes(source), "<model bytes>"
-    path = Path(source)
-    try:
-        return path.read_bytes(), str(path)
-    except FileNotFoundError as exc:
-        raise ModelError(f"{path}: no such model file; check the path") from exc
-    except IsADirectoryError as exc:
-        raise ModelError(f"{path}: is a folder, expected a .tflite file") from exc
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model: {exc.strerror}") from exc
-
-
 class _Attempt:
     """Builds one interpreter for one chain entry; collects what the runtime said."""
 
@@ -366,8 +351,7 @@ def load_model(
     threads = threads if threads is not None else (os.cpu_count() or 1)
     if threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
-    model, origin = _read_source(source)
-    check_flatbuffer(model, origin=origin)
+    model, origin = read_checked(source)
     info = read_model_info(model)
     runtime = backend if isinstance(backend, Backend) else load_backend(backend)
     maker = _Attempt(runtime, model, origin, threads, len(info.node_ops))

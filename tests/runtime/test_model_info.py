@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import struct
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +16,11 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from edge.errors import InvalidModelError, ModelError
 from edge.runtime.model_info import ModelInfo, check_flatbuffer, read_model_info
 from tests.models import QUANT_MODES, DigitsModels
-from tests.tflite_edit import set_op_version
+from tests.tflite_edit import CORRUPTIONS, corrupt, set_op_version
 
 ADVICE = "re-export the model with the packager or TFLiteConverter"
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
@@ -378,11 +376,11 @@ def test_structural_corruption_is_named(blobs: dict[str, bytes]) -> None:
 
 def test_missing_path_is_a_model_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.tflite"
-    with pytest.raises(ModelError, match="no such file") as caught:
+    with pytest.raises(ModelError, match="no such model file") as caught:
         read_model_info(missing)
     assert not isinstance(caught.value, InvalidModelError)
     assert str(missing) in str(caught.value)
-    with pytest.raises(ModelError, match="is a directory"):
+    with pytest.raises(ModelError, match="is a folder"):
         read_model_info(tmp_path)
 
 
@@ -398,27 +396,15 @@ def int8_model(blobs: dict[str, bytes]) -> bytes:
     return blobs["int8"]
 
 
-_CORRUPTIONS = st.lists(
-    st.tuples(st.integers(0, 2**31), st.sampled_from(["byte", "word"]), st.integers(0, 2**32 - 1)),
-    min_size=1,
-    max_size=6,
-)
-
-
 @settings(max_examples=200, deadline=None)
-@given(corruptions=_CORRUPTIONS)
+@given(corruptions=CORRUPTIONS)
 def test_corrupted_models_raise_only_invalid_model_error(
     int8_model: bytes, corruptions: list[tuple[int, str, int]]
 ) -> None:
     """Random bytes (and wild 32-bit offsets) anywhere: decoded, or InvalidModelError."""
-    data = bytearray(int8_model)
-    for position, kind, value in corruptions:
-        if kind == "byte":
-            data[position % len(data)] ^= (value % 255) + 1
-        else:
-            struct.pack_into("<I", data, (position % (len(data) // 4)) * 4, value)
+    data = corrupt(int8_model, corruptions)
     try:
-        info = read_model_info(bytes(data))
+        info = read_model_info(data)
     except InvalidModelError:
         return
     json.dumps(info.to_dict())
