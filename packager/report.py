@@ -44,6 +44,8 @@ def write_report(evaluation: Evaluation, out_dir: Path, stem: str) -> tuple[Path
         axis.bar_label(bars, fmt="%.3g", fontsize=8)
         axis.set_title(title)
         axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+    qualities = panels[2][1] + [(evaluation.reference_accuracy or 1.0) * 100]
+    axes[2].set_ylim(max(0.0, min(qualities) - 5.0), 100.5)  # differences of a point show
     if evaluation.reference_accuracy is not None:
         axes[2].axhline(
             evaluation.reference_accuracy * 100, color="#e45756", linestyle="--", label="source"

@@ -108,3 +108,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def write_digits_video(path: Path, images: np.ndarray, *, fps: float = 30.0,
+                       scale: int = 12) -> Path:
+    """Write digits (N x 8 x 8 x 1 in [0, 1]) as an MJPG video, each upscaled ``scale`` times.
+
+    The demo and the daemon's tests play it back as a camera would deliver frames.
+    """
+    import cv2
+
+    size = images.shape[1] * scale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (size, size))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot write an MJPG video here")
+    try:
+        for image in images:
+            gray = np.clip(image[..., 0] * 255.0, 0, 255).astype(np.uint8)
+            big = cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST)
+            writer.write(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
+    finally:
+        writer.release()
+    return path

@@ -61,6 +61,9 @@ def cached(name: str, build: Callable[[Path], None]) -> Path:
     (tmp / "done.json").write_text(json.dumps({"name": name}))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+    for stale in CACHE.glob(f"{name}-*"):  # models made by older code
+        if stale != target and stale.name[len(name) + 1 :].isalnum():
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
