@@ -1,0 +1,104 @@
+"""Image files from a folder or a glob, in sorted order, optionally looped and paced.
+
+Unreadable files are skipped with a WARNING and counted in ``skipped``; they are not
+fatal unless no file can be read at all.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.preprocess import IMAGE_SUFFIXES
+from edge.sources.base import Pacer, SourceBase
+from edge.sources.config import GLOB_CHARS, ImagesSource
+from edge.sources.errors import SourceError
+from edge.sources.frames import Frame
+
+logger = logging.getLogger(__name__)
+
+
+def list_images(pattern: str) -> list[Path]:
+    """A folder's image files (direct children, by suffix) or a glob's files, sorted."""
+    path = Path(pattern)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if GLOB_CHARS & set(pattern):
+        return sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    if path.is_file():
+        return [path]
+    raise SourceError(f"images {pattern}: no such folder or file, and not a glob; check the path")
+
+
+class ImageFiles(SourceBase):
+    """One frame per image file (HxWx3 BGR uint8; gray files come back as BGR)."""
+
+    def __init__(self, config: ImagesSource) -> None:
+        super().__init__(f"images:{config.path}", live=False)
+        self.config = config
+        self.files: list[Path] = []
+        self.skipped = 0  # unreadable files met so far
+        self._pacer = Pacer(self._closed)
+        self._position = 0  # files tried, over all passes
+        self._pending: tuple[np.ndarray, dict[str, Any]] | None = None
+
+    def open(self) -> None:
+        with self._lock:
+            files = list_images(self.config.path)
+            if not files:
+                raise SourceError(
+                    f"images {self.config.path}: no image files found; OpenCV reads "
+                    f"{', '.join(sorted(IMAGE_SUFFIXES))}"
+                )
+            self.files = files
+            self.skipped, self._position, self._pending = 0, 0, None
+            self._pacer.reset()
+            logger.info("images %s: %d file(s)", self.config.path, len(files))
+            self._opened()
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._lock:
+            self._pending = None
+
+    def _next_image(self) -> tuple[np.ndarray, dict[str, Any]] | None:
+        failed_in_a_row = 0
+        while self.config.loop or self._position < len(self.files):
+            index = self._position % len(self.files)
+            path = self.files[index]
+            self._position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                loop = (self._position - 1) // len(self.files)
+                return image, {"file": path.name, "path": str(path), "index": index, "loop": loop}
+            self.skipped += 1
+            failed_in_a_row += 1
+            logger.warning(
+                "images %s: skipped %s: not a readable image (%d skipped so far)",
+                self.config.path,
+                path,
+                self.skipped,
+            )
+            if failed_in_a_row >= len(self.files):
+                raise SourceError(f"images {self.config.path}: none of the files is readable")
+        return None
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        with self._lock:
+            if self.closed:
+                return None
+            if self._pending is None:
+                self._pending = self._next_image()
+                if self._pending is None:
+                    return None
+            if self.config.realtime_fps:
+                self._pacer.wait(self._seq / self.config.realtime_fps, timeout)
+                if self.closed:
+                    return None
+            (image, meta), self._pending = self._pending, None
+            return self._frame(image, "image", meta)
