@@ -1,0 +1,106 @@
+"""Micro-batches on one model runner: a preallocated input buffer that preprocessing
+writes into, one ``run`` per batch (or per chunk when the model's batch is fixed), and
+the outputs split back into per-item lists."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+
+import numpy as np
+
+from edge.errors import ConfigError, InputError
+from edge.runtime.runner import ModelRunner
+from edge.sources.frames import Frame
+
+log = logging.getLogger(__name__)
+
+Preprocess = Callable[..., np.ndarray]  # (frame) -> array, or (frame, *, out=array) -> out
+
+
+def takes_out(preprocess: Preprocess) -> bool:
+    """Whether ``preprocess`` accepts ``out=`` (a keyword parameter or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(preprocess).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    return any(
+        (p.name == "out" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+        or p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in parameters
+    )
+
+
+class BatchRunner:
+    """Holds the input buffer for up to ``capacity`` items of one single-input model.
+
+    With ``out=`` the preprocess callable writes into its slot of the buffer (float32,
+    the model's item shape); otherwise its result is copied in, and the buffer takes the
+    dtype of the first result. A model with a fixed batch B runs in chunks of B, the
+    last chunk padded with whatever the unused slots hold.
+    """
+
+    def __init__(self, runner: ModelRunner, capacity: int, preprocess: Preprocess) -> None:
+        if len(runner.inputs) != 1:
+            names = ", ".join(t.name for t in runner.inputs)
+            raise ConfigError(
+                f"{runner.origin}: the pipeline feeds single-input models; this one takes "
+                f"{len(runner.inputs)} inputs ({names})"
+            )
+        tensor = runner.inputs[0]
+        self.runner = runner
+        self.item_shape = tensor.shape[1:]
+        self.fixed = None if tensor.dynamic_batch else tensor.shape[0]
+        chunk = self.fixed or capacity
+        self.capacity = -(-capacity // chunk) * chunk
+        self._preprocess = preprocess
+        self._out = takes_out(preprocess)
+        self._buffer = np.zeros((self.capacity, *self.item_shape), np.float32)
+        if self.fixed is not None and capacity > 1:
+            log.info(
+                "%s: the model has a fixed batch of %d; batches of up to %d run %s",
+                runner.origin,
+                self.fixed,
+                capacity,
+                "one item at a time" if self.fixed == 1 else f"in chunks of {self.fixed}",
+            )
+
+    def load(self, slot: int, frame: Frame) -> None:
+        """Preprocess ``frame`` into slot ``slot`` of the input buffer."""
+        if self._out:
+            target = self._buffer[slot]
+            written = self._preprocess(frame, out=target)
+            if written is not target and not np.shares_memory(written, target):
+                target[...] = written  # it ignored out=: still correct, one copy
+            return
+        array = np.asarray(self._preprocess(frame))
+        if array.shape != self.item_shape:
+            raise InputError(
+                f"preprocessing gave shape {list(array.shape)}; the model "
+                f"{self.runner.origin} takes items of shape {list(self.item_shape)}"
+            )
+        if self._buffer.dtype != array.dtype:
+            self._buffer = np.zeros((self.capacity, *self.item_shape), array.dtype)
+        self._buffer[slot] = array
+
+    def item_input(self, slot: int) -> np.ndarray:
+        """The preprocessed input in ``slot`` (a view: valid until the next batch)."""
+        view: np.ndarray = self._buffer[slot]
+        return view
+
+    def run(self, count: int) -> list[list[np.ndarray]]:
+        """Run the first ``count`` slots; per item, the model's outputs (batch axis gone)."""
+        step = self.fixed or count
+        per_item: list[list[np.ndarray]] = []
+        for start in range(0, count, step):
+            outputs = self.runner.run(self._buffer[start : start + step])
+            for i in range(min(step, count - start)):
+                per_item.append([_row(output, i) for output in outputs])
+        return per_item
+
+
+def _row(output: np.ndarray, i: int) -> np.ndarray:
+    """Item ``i`` of a batch-first output; an output without a batch axis is shared."""
+    row: np.ndarray = output[i] if output.ndim else output
+    return row

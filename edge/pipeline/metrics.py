@@ -1,0 +1,135 @@
+"""Per-stage latencies, counters, fps and queue depths, shared by the pipeline's threads.
+
+Recording is a lock, a deque append and an integer add, so it can sit on the hot path.
+Percentiles are computed at :meth:`StageMetrics.snapshot` time over the most recent
+``samples`` values of each stage (a ring, not the whole history).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+STAGES = ("capture", "preprocess", "queue_wait", "inference", "postprocess", "sink")
+COUNTERS = ("frames_in", "processed", "dropped", "errors", "sink_errors", "batches")
+
+
+class StageMetrics:
+    """Thread-safe stage timings and counters.
+
+    ``capture`` is the time a source read took (for a camera, mostly the wait for the
+    next frame), ``queue_wait`` the time from submission until the frame's batch started
+    (the capture queue plus the batch wait), ``inference`` one micro-batch, the other
+    stages one item. Queue depths are frames for ``frames`` and micro-batches for
+    ``results``. Counters: ``frames_in`` frames offered,
+    ``processed`` results handed to the sinks, ``dropped`` frames or results thrown away
+    (full queue, stop without drain), ``errors`` frames that failed a stage,
+    ``sink_errors`` sink calls that raised, ``batches`` micro-batches run. Once the
+    pipeline has stopped, frames_in == processed + dropped + errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        samples: int = 1024,
+        fps_window: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if samples < 1 or fps_window <= 0:
+            raise ValueError(
+                f"samples must be >= 1 and fps_window > 0, got {samples}, {fps_window}"
+            )
+        self._clock = clock
+        self._window = fps_window
+        self._lock = threading.Lock()
+        self._samples = {stage: deque[float](maxlen=samples) for stage in STAGES}
+        self._totals = dict.fromkeys(STAGES, 0)
+        self._counters = dict.fromkeys(COUNTERS, 0)
+        self._done: deque[tuple[float, int]] = deque()
+        self._batches: deque[int] = deque(maxlen=samples)
+        self._queues: dict[str, Callable[[], int]] = {}
+        self._started = clock()
+
+    def record(self, stage: str, seconds: float) -> None:
+        """One timing of ``stage`` (one of STAGES), in seconds."""
+        with self._lock:
+            self._samples[stage].append(seconds)
+            self._totals[stage] += 1
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a counter (one of COUNTERS); ``processed`` also feeds the fps."""
+        with self._lock:
+            self._counters[name] += n
+            if name == "processed":
+                now = self._clock()
+                self._done.append((now, n))
+                self._prune(now)
+
+    def record_batch(self, size: int) -> None:
+        """One micro-batch of ``size`` items was run."""
+        with self._lock:
+            self._counters["batches"] += 1
+            self._batches.append(size)
+
+    def watch_queue(self, name: str, depth: Callable[[], int]) -> None:
+        """Report ``depth()`` under ``queue_depth[name]`` in snapshots."""
+        with self._lock:
+            self._queues[name] = depth
+
+    def _prune(self, now: float) -> None:
+        while self._done and self._done[0][0] < now - self._window:
+            self._done.popleft()
+
+    def counter(self, name: str) -> int:
+        with self._lock:
+            return self._counters[name]
+
+    def fps(self) -> float:
+        """Results per second over the last ``fps_window`` seconds (or since start)."""
+        with self._lock:
+            now = self._clock()
+            self._prune(now)
+            done = sum(n for _, n in self._done)
+            span = min(self._window, now - self._started)
+        return done / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, as plain JSON-serialisable values (latencies in milliseconds; a
+        stage without samples yet has null percentiles)."""
+        with self._lock:
+            samples = {stage: list(values) for stage, values in self._samples.items()}
+            totals = dict(self._totals)
+            counters = dict(self._counters)
+            batches = list(self._batches)
+            queues = dict(self._queues)
+        stages: dict[str, dict[str, Any]] = {}
+        for stage, values in samples.items():
+            if values:
+                p50, p95, p99 = (float(v) for v in np.percentile(values, [50, 95, 99]) * 1e3)
+            else:
+                p50 = p95 = p99 = None  # type: ignore[assignment]
+            stages[stage] = {
+                "p50_ms": _round(p50),
+                "p95_ms": _round(p95),
+                "p99_ms": _round(p99),
+                "count": totals[stage],
+            }
+        return {
+            "fps": round(self.fps(), 3),
+            "stages": stages,
+            "counters": counters,
+            "queue_depth": {name: int(depth()) for name, depth in queues.items()},
+            "batch_size": {
+                "mean": round(float(np.mean(batches)), 3) if batches else None,
+                "max": max(batches) if batches else None,
+            },
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
