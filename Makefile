@@ -29,14 +29,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix edge packager tests
 	$(VENV)/bin/ruff format edge packager tests
 
-# The sample models the demo runs: trained here from scikit-learn's digits, nothing downloaded.
-$(DEMO)/digits-int8.tflite: | $(STAMP)
+# The sample model, its sidecar and a video of held-out digits: trained and written here
+# from scikit-learn's digits, nothing downloaded.
+$(DEMO)/digits.avi: packager/samples.py | $(STAMP)
 	$(PY) -m packager.samples $(DEMO)
 
-demo: $(DEMO)/digits-int8.tflite
+demo: $(DEMO)/digits.avi
 	$(VENV)/bin/edge info
-	$(VENV)/bin/edge bench $(DEMO)/digits-fp32.tflite $(DEMO)/digits-int8.tflite \
-		--threads $(THREADS) --inputs $(DEMO)/digits-test.npz
+	$(VENV)/bin/edge run --config examples/demo.yaml --report-every 2
 
 # Runtime overhead against the raw interpreter, and the bench table for digits and MobileNetV2.
 bench: $(STAMP)

@@ -95,7 +95,7 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / MB
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     """This process's peak resident memory.
 
     /proc's VmHWM belongs to the address space, so it starts afresh at exec; ru_maxrss
@@ -209,7 +209,7 @@ def benchmark(
         rss_before_mb=rss_before,
         rss_after_load_mb=rss_after_load,
         rss_after_mb=_rss_mb(),
-        rss_peak_mb=_peak_rss_mb(),
+        rss_peak_mb=peak_rss_mb(),
         duration_s=time.perf_counter() - started,
     )
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from edge import __version__
 from edge.cli_support import make_parser, run
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 
 
 def _positive_ints(text: str) -> list[int]:
@@ -167,7 +169,104 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_bench, _add_info)
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the daemon: source -> model -> results",
+        description="Run a model on a source until stopped (SIGTERM/SIGINT drain and stop, "
+        "SIGHUP reloads the config and the model). With --config everything comes "
+        "from edge.yaml; MODEL, --source and the other options override it.",
+    )
+    p.add_argument("model", nargs="?", help="'current', a bundle folder or a .tflite")
+    p.add_argument("--config", type=Path, help="edge.yaml (see docs/config.md)")
+    p.add_argument(
+        "--source",
+        help="0, /dev/video0, rtsp://..., a video, an image folder or "
+        "glob, synthetic[:sine|noise], or JSON",
+    )
+    p.add_argument(
+        "--sink",
+        action="append",
+        metavar="SPEC",
+        help="log, or jsonl:PATH (jsonl:- for stdout); repeat for several",
+    )
+    p.add_argument("--threads", type=int, help="inference threads (default: every core)")
+    p.add_argument(
+        "--delegate",
+        action="append",
+        dest="delegates",
+        metavar="SPEC",
+        help="delegate chain entry, in order (as for 'edge bench')",
+    )
+    p.add_argument("--max-frames", type=int, help="stop after this many results")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument(
+        "--report-every", type=float, default=5.0, help="seconds between measurement lines [5]"
+    )
+    p.add_argument(
+        "--json-status", action="store_true", help="print the measurement lines as JSON on stdout"
+    )
+    p.set_defaults(handler=_cmd_run)
+
+
+def _sink_setting(spec: str) -> dict[str, Any]:
+    kind, _, rest = spec.partition(":")
+    if kind == "log" and not rest:
+        return {"type": "log"}
+    if kind == "jsonl" and rest:
+        return {"type": "jsonl", "path": rest}
+    raise ConfigError(f"--sink {spec!r}: expected 'log' or 'jsonl:PATH' (jsonl:- for stdout)")
+
+
+def _run_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
+    """edge.yaml (if any) with the command line's overrides, validated as one."""
+    import yaml
+
+    from edge.config import parse_config
+
+    raw: dict[str, Any] = {}
+    origin = "command line"
+    if args.config is not None:
+        from edge.config import load_config
+
+        load_config(args.config)  # a clear error for a bad file before overrides apply
+        raw = yaml.safe_load(args.config.read_text()) or {}
+        origin = f"{args.config} with the command line"
+    if args.model is not None:
+        raw["bundle"] = args.model
+    if args.source is not None:
+        raw["source"] = args.source
+    if args.sink:
+        raw["sinks"] = [_sink_setting(spec) for spec in args.sink]
+    runtime = dict(raw.get("runtime") or {})
+    if args.threads is not None:
+        runtime["threads"] = args.threads
+    if args.delegates:
+        runtime["delegates"] = args.delegates
+    if runtime:
+        raw["runtime"] = runtime
+    return parse_config(raw, origin=origin), args.config
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge.daemon import Daemon, RunLimits, install_signal_handlers
+
+    config, path = _run_config(args)
+    logging.getLogger("edge").setLevel(min(logging.getLogger().level, logging.INFO))
+    status = (
+        (lambda line: print(json.dumps({"status": line}), flush=True)) if args.json_status else None
+    )
+    daemon = Daemon(
+        config,
+        config_path=path,
+        status=status,
+        limits=RunLimits(args.max_frames, args.duration, args.report_every),
+    )
+    install_signal_handlers(daemon)
+    return daemon.run()
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (_add_bench, _add_info, _add_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,24 +94,42 @@ def write_mobilenet(out: Path, modes: tuple[str, ...] = ("fp32", "int8")) -> dic
     return written
 
 
+DIGITS_SIDECAR = """\
+# How the daemon reads and reports the digits model (see edge/model_spec.py).
+task: classification
+labels: [zero, one, two, three, four, five, six, seven, eight, nine]
+preprocess: {color: gray, input_range: [0.0, 1.0], resize: stretch}
+postprocess: {top_k: 3}
+"""
+
+
+def write_demo(out: Path, *, frames: int = 300) -> dict[str, Path]:
+    """The demo's model (fp32, int8, each with its sidecar) and a video of held-out digits."""
+    written = write_digits(out)
+    for mode in ("fp32", "int8"):
+        (out / f"digits-{mode}.yaml").write_text(DIGITS_SIDECAR)
+    arrays = digits_arrays()
+    video = write_digits_video(out / "digits.avi", arrays["x_test"][:frames])
+    labels = out / "digits-video-labels.txt"
+    labels.write_text("".join(f"{int(y)}\n" for y in arrays["y_test"][:frames]))
+    return {**written, "video": video, "labels": labels}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--mobilenet", action="store_true", help="also write MobileNetV2")
     args = parser.parse_args()
-    for path in write_digits(args.out).values():
+    for path in write_demo(args.out).values():
         print(path)
     if args.mobilenet:
         for path in write_mobilenet(args.out).values():
             print(path)
 
 
-if __name__ == "__main__":
-    main()
-
-
-def write_digits_video(path: Path, images: np.ndarray, *, fps: float = 30.0,
-                       scale: int = 12) -> Path:
+def write_digits_video(
+    path: Path, images: np.ndarray, *, fps: float = 30.0, scale: int = 12
+) -> Path:
     """Write digits (N x 8 x 8 x 1 in [0, 1]) as an MJPG video, each upscaled ``scale`` times.
 
     The demo and the daemon's tests play it back as a camera would deliver frames.
@@ -131,3 +149,7 @@ def write_digits_video(path: Path, images: np.ndarray, *, fps: float = 30.0,
     finally:
         writer.release()
     return path
+
+
+if __name__ == "__main__":
+    main()

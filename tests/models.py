@@ -114,3 +114,49 @@ def digits_saved_model() -> Path:
         model.export(out / "saved_model", format="tf_saved_model", verbose=False)
 
     return cached("digits-saved-model", build) / "saved_model"
+
+
+SINE_WINDOW = 32
+SINE_PERIOD = 25  # samples per sine period in the sensor tests' signal
+
+
+def sine_signal(
+    length: int, *, phase: float = 0.0, noise: float = 0.02, seed: int = 0
+) -> np.ndarray:
+    """The sensor tests' normal signal: a sine of period SINE_PERIOD samples with noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length, dtype=np.float32)
+    clean = np.sin(2 * np.pi * t / SINE_PERIOD + phase)
+    return (clean + rng.normal(0, noise, length)).astype(np.float32)
+
+
+def sine_autoencoder() -> tuple[Path, float]:
+    """A dense autoencoder for windows of the sine signal, as fp32 TFLite, and a threshold:
+    three times the largest reconstruction error seen on normal windows."""
+
+    def build(out: Path) -> None:
+        import keras
+
+        keras.utils.set_random_seed(0)
+        rng = np.random.default_rng(1)
+        windows = np.stack(
+            [sine_signal(SINE_WINDOW, phase=rng.uniform(0, 2 * np.pi), seed=i) for i in range(2000)]
+        )[..., np.newaxis]
+        model = keras.Sequential(
+            [
+                keras.Input((SINE_WINDOW, 1), name="window"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(16, activation="tanh"),
+                keras.layers.Dense(SINE_WINDOW),
+                keras.layers.Reshape((SINE_WINDOW, 1)),
+            ]
+        )
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+        model.fit(windows, windows, epochs=30, batch_size=64, verbose=0)
+        errors = np.mean(np.square(model.predict(windows, verbose=0) - windows), axis=(1, 2))
+        (out / "sine-ae.tflite").write_bytes(convert_keras(model, "fp32"))
+        (out / "threshold.json").write_text(json.dumps({"threshold": float(errors.max() * 3)}))
+
+    folder = cached("sine-autoencoder", build)
+    threshold = json.loads((folder / "threshold.json").read_text())["threshold"]
+    return folder / "sine-ae.tflite", float(threshold)

@@ -1,0 +1,169 @@
+"""The daemon's configuration, `edge.yaml` (contract 2).
+
+Every setting has a default that works on a laptop; unknown keys and wrong types are
+errors that name the key and the file. Models read no files and open no sockets:
+paths are checked when the daemon starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.errors import ConfigError
+from edge.pipeline.config import PipelineConfig
+from edge.postprocess.config import PostprocessConfig
+from edge.preprocess import PreprocessSpec
+from edge.runtime.delegates import parse_chain
+from edge.sinks.config import SinkConfig
+from edge.sinks.logger import LogSinkConfig
+from edge.sources.config import CameraSource, RetryPolicy, SourceSetting
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def state_dir() -> Path:
+    """Where the daemon keeps state: /var/lib/edge as root, else the XDG state folder."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/edge")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge"
+
+
+DEFAULT_DELEGATES: tuple[str | dict[str, Any], ...] = ("xnnpack", "builtin")
+
+
+class RuntimeSettings(_Settings):
+    delegates: list[str | dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_DELEGATES))
+    threads: int | None = Field(default=None, ge=1)
+    require_full_delegation: bool = False
+    backend: Literal["ai-edge-litert", "tflite-runtime", "tensorflow"] | None = None
+
+    @field_validator("delegates")
+    @classmethod
+    def _chain(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        parse_chain(value, origin="runtime.delegates")  # ConfigError names the entry
+        return value
+
+
+class TlsSettings(_Settings):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname checks: for test brokers only
+
+
+class MqttSettings(_Settings):
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: TlsSettings | None = None
+    username: str | None = None
+    password_file: Path | None = None  # read at connect time, never logged
+    base_topic: str = Field(default="edge", pattern=r"^[^#+]+$")
+    keepalive_s: int = Field(default=60, ge=5)
+    qos: Literal[0, 1] = 1
+
+
+class SpoolSettings(_Settings):
+    path: Path | None = None  # default: <state dir>/spool.sqlite
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    when_full: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
+
+
+class HttpSettings(_Settings):
+    enabled: bool = False
+    listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:]+:\d{1,5}$")
+
+
+class FeedbackSettings(_Settings):
+    enabled: bool = False
+    capture_below: float = Field(default=0.5, ge=0.0, le=1.0)
+    directory: Path | None = None  # default: <state dir>/feedback
+    quota_mb: float = Field(default=256.0, gt=0)
+
+
+DEFAULT_SINKS: tuple[SinkConfig, ...] = (LogSinkConfig(),)
+
+
+class EdgeConfig(_Settings):
+    device_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    bundle: str | None = None  # "current" (the installed bundle), a bundle folder or a .tflite
+    install_root: Path | None = None  # default: the state dir
+    source: SourceSetting = Field(default_factory=CameraSource)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    preprocess: PreprocessSpec | None = None  # None: the bundle's (or the model's sidecar)
+    postprocess: PostprocessConfig | None = None
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS))
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    telemetry_interval_s: float = Field(default=10.0, gt=0)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+
+    @property
+    def device(self) -> str:
+        return self.device_id or socket.gethostname().split(".")[0]
+
+    @property
+    def root(self) -> Path:
+        return self.install_root or state_dir()
+
+
+def _describe(exc: ValidationError, origin: str) -> ConfigError:
+    problems = []
+    for error in exc.errors()[:5]:
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check the spelling against docs/config.md"
+        problems.append(f"{key}: {message}")
+    return ConfigError(f"{origin}: " + "; ".join(problems))
+
+
+def parse_config(data: Any, *, origin: str = "edge.yaml") -> EdgeConfig:
+    """Validate a mapping (from YAML, JSON or code); errors name the key and ``origin``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
+    try:
+        return EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc, origin) from exc
+    except ConfigError as exc:  # raised inside a validator (delegate chain, source shorthand)
+        raise ConfigError(f"{origin}: {exc}") from exc
+
+
+def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
+    """Read and validate an edge.yaml file."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{file}: no such config file; write one (see docs/config.md) or "
+            "run 'edge run MODEL --source SRC' without a config"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+        ) from exc
+    return parse_config(data, origin=str(file))

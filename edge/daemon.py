@@ -1,0 +1,292 @@
+"""`edge run`: the program that runs on the device all day.
+
+It wires a source, the model (from a bundle or a plain .tflite), the pipeline and the
+sinks, prints a line of measurements every few seconds, and answers signals:
+
+- SIGTERM / SIGINT: stop capture, drain what is queued (bounded), close, exit 0;
+- SIGHUP: read the config and the model again. The new model is loaded and checked
+  before anything changes; if it fails, the old one keeps running and the reason is
+  logged and kept in ``last_reload_error``. A changed model alone is swapped between
+  batches; a changed source, pipeline, sinks or postprocessing restarts the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge.bench import peak_rss_mb
+from edge.config import EdgeConfig, load_config
+from edge.errors import EdgeError
+from edge.model_spec import ModelSpec, resolve_model
+from edge.pipeline import Pipeline
+from edge.pipeline.stages import frame_geometry, frame_preprocess
+from edge.postprocess import check_outputs, make_postprocess
+from edge.preprocess import spec_for_input
+from edge.runtime import ModelRunner, load_model
+from edge.sinks.base import Sink
+from edge.sinks.config import make_sink
+from edge.sources.factory import RetryingSource, make_source
+
+log = logging.getLogger(__name__)
+DRAIN_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """Stop by itself: after this many frames or seconds (demos, tests, benchmarks)."""
+
+    max_frames: int | None = None
+    duration_s: float | None = None
+    report_every_s: float = 5.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        config_path: Path | None = None,
+        limits: RunLimits | None = None,
+        status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.limits = limits or RunLimits()
+        self.status = status or log.info
+        self.last_reload_error: str | None = None
+        self.started_at = time.monotonic()
+        self.first_result_s: float | None = None
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._spec: ModelSpec | None = None
+        self._runner: ModelRunner | None = None
+        self._source: RetryingSource | None = None
+        self._sinks: list[Sink] = []
+        self._pipeline: Pipeline | None = None
+
+    # -- building -----------------------------------------------------------------------
+    def _model(self, config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
+        if config.bundle is None:
+            raise EdgeError(
+                "no model: set 'bundle' in the config (current, a bundle folder "
+                "or a .tflite) or pass one to 'edge run'"
+            )
+        spec = resolve_model(
+            config.bundle,
+            root=config.root,
+            preprocess=config.preprocess,
+            postprocess=config.postprocess,
+        )
+        runtime = config.runtime
+        runner = load_model(
+            spec.model_path,
+            delegates=runtime.delegates,
+            threads=runtime.threads,
+            require_full_delegation=runtime.require_full_delegation,
+            backend=runtime.backend,
+        )
+        check_outputs(spec.postprocess, runner.outputs)
+        return spec, runner
+
+    def _pipeline_for(
+        self, spec: ModelSpec, runner: ModelRunner, source: RetryingSource, sinks: list[Sink]
+    ) -> Pipeline:
+        size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
+        return Pipeline(
+            runner,
+            preprocess=frame_preprocess(spec.preprocess, size),
+            postprocess=make_postprocess(
+                spec.postprocess, geometry_for=frame_geometry(spec.preprocess, size)
+            ),
+            sinks=[_FirstResult(self), *sinks],
+            config=self.config.pipeline,
+            live=source.live,
+        )
+
+    def start(self) -> None:
+        self._spec, self._runner = self._model(self.config)
+        self._source = RetryingSource(make_source(self.config.source), self.config.retry)
+        self._sinks = [make_sink(c) for c in self.config.sinks]
+        self._pipeline = self._pipeline_for(self._spec, self._runner, self._source, self._sinks)
+        self._source.open()
+        self._pipeline.start().feed(self._source)
+        self.status(
+            f"running {self._spec.name} {self._spec.version} on "
+            f"{self._runner.delegate} ({self._runner.backend.name} "
+            f"{self._runner.backend.version}, {self._runner.threads} threads) from "
+            f"{self._source.description}"
+        )
+
+    # -- control ------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def reload(self) -> bool:
+        """Apply the config file and the model again; keep the old ones if anything fails."""
+        assert self._pipeline is not None and self._source is not None  # started
+        try:
+            config = load_config(self.config_path) if self.config_path else self.config
+            spec, runner = self._model(config)
+        except EdgeError as exc:
+            self.last_reload_error = str(exc)
+            log.error("reload failed, still running the previous model: %s", exc)
+            return False
+        same_shape = config.model_dump(exclude={"bundle", "runtime"}) == self.config.model_dump(
+            exclude={"bundle", "runtime"}
+        )
+        assert self._spec is not None
+        if (
+            same_shape
+            and spec.postprocess == self._spec.postprocess
+            and spec.preprocess == self._spec.preprocess
+        ):
+            self._pipeline.swap_runner(runner)
+        else:
+            self._restart(config, spec, runner)
+        self.config, self._spec, self._runner = config, spec, runner
+        self.last_reload_error = None
+        self.status(
+            f"reloaded: {spec.name} {spec.version} ({spec.sha256[:12]}) on {runner.delegate}"
+        )
+        return True
+
+    def _restart(self, config: EdgeConfig, spec: ModelSpec, runner: ModelRunner) -> None:
+        assert self._pipeline is not None and self._source is not None
+        self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
+        if config.source != self.config.source or config.retry != self.config.retry:
+            self._source.close()
+            self._source = RetryingSource(make_source(config.source), config.retry)
+            self._source.open()
+        if config.sinks != self.config.sinks:
+            self._close_sinks()
+            self._sinks = [make_sink(c) for c in config.sinks]
+        self.config = config
+        self._pipeline = self._pipeline_for(spec, runner, self._source, self._sinks)
+        self._pipeline.start().feed(self._source)
+
+    def _close_sinks(self) -> None:
+        for sink in self._sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # a sink that fails to close must not stop the others
+                log.warning("closing sink %s failed: %s", sink.name, exc)
+
+    def stop(self) -> bool:
+        """Drain and stop everything; True when it all stopped within the bound."""
+        clean = True
+        if self._pipeline is not None:
+            if self._source is not None:
+                self._source.close()  # an OpenCV read cannot be interrupted otherwise
+            clean = self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
+        self._close_sinks()
+        if self._pipeline is not None:
+            summary = {
+                "counters": self._pipeline.metrics.snapshot()["counters"],
+                "elapsed_s": round(time.monotonic() - self.started_at, 3),
+                "first_result_s": None
+                if self.first_result_s is None
+                else round(self.first_result_s, 3),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+            self.status("stopped: " + json.dumps(summary))
+        return clean
+
+    # -- the main loop ------------------------------------------------------------------
+    def measurements(self) -> dict[str, Any]:
+        assert self._pipeline is not None
+        return self._pipeline.metrics.snapshot()
+
+    def _report(self) -> None:
+        snap = self.measurements()
+        stages = snap.get("stages", {})
+        inference = stages.get("inference", {})
+        counters = snap.get("counters", {})
+        self.status(
+            f"fps {snap.get('fps', 0):.1f} | inference p50 {inference.get('p50_ms') or 0:.2f} "
+            f"p95 {inference.get('p95_ms') or 0:.2f} ms | processed {counters.get('processed', 0)}"
+            f" dropped {counters.get('dropped', 0)} errors {counters.get('errors', 0)} | queue "
+            f"{snap.get('queue_depth', {}).get('frames', 0)}/{self.config.pipeline.queue_size}"
+            f" | source {self._source.state if self._source else '-'}"
+        )
+
+    def _limit_reached(self) -> bool:
+        elapsed = time.monotonic() - self.started_at
+        if self.limits.duration_s is not None and elapsed >= self.limits.duration_s:
+            return True
+        if self.limits.max_frames is not None and self._pipeline is not None:
+            counters = self._pipeline.metrics.snapshot()["counters"]
+            return int(counters.get("processed", 0)) >= self.limits.max_frames
+        return False
+
+    def run(self) -> int:
+        """Run until stopped, the source ends, or a limit; return the exit code."""
+        self.start()
+        assert self._pipeline is not None
+        next_report = time.monotonic() + self.limits.report_every_s
+        try:
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                if self._pipeline.wait_source(timeout=0.1):
+                    self.status(f"source {self._source.description if self._source else ''} ended")
+                    break
+                if self._limit_reached():
+                    break
+                if time.monotonic() >= next_report:
+                    self._report()
+                    next_report += self.limits.report_every_s
+        finally:
+            clean = self.stop()
+        error = self._pipeline.error
+        if error is not None:
+            log.error("stopped on an error: %s", error)
+            return 1
+        return 0 if clean else 1
+
+
+class _FirstResult:
+    """Notes when the first result leaves the pipeline (start-up time is measured)."""
+
+    name = "first-result"
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def handle(self, result: Any) -> None:
+        if self._daemon.first_result_s is None:
+            self._daemon.first_result_s = time.monotonic() - self._daemon.started_at
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def install_signal_handlers(daemon: Daemon) -> None:
+    """SIGTERM/SIGINT stop (drained), SIGHUP reloads; the handlers only set flags."""
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP: reloading")
+        daemon.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)

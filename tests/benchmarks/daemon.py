@@ -1,0 +1,262 @@
+"""`make bench`: the daemon against the raw loop and the naive loop a user would write.
+
+On the same model (MobileNetV2 1.0/224 int8, random weights), threads and frames, in
+one run:
+
+* raw: set_tensor/invoke on tensors preprocessed beforehand (the ceiling);
+* naive: read a frame from the video, cv2.resize, scale, quantize, set, invoke, get,
+  all in one thread;
+* daemon, in memory: the daemon's pipeline fed from decoded frames held in memory;
+* daemon, video: `edge run MODEL --source VIDEO` as a process (capture and preprocessing
+  overlap inference), with its peak RSS and the time from launch to the first result.
+
+Prints a table and writes build/bench/daemon.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.pipeline import Pipeline, frame_geometry, frame_preprocess
+from edge.postprocess import PostprocessConfig, make_postprocess
+from edge.preprocess import PreprocessSpec, spec_for_input
+from edge.runtime import load_model
+from edge.sources.frames import Frame
+from edge.textable import render_table
+from tests.models import mobilenet_models
+
+FRAMES = 300
+FRAME_SIZE = (480, 640)  # a camera's VGA frame, resized to the model's 224 x 224
+
+
+class MemorySource:
+    """A benchmark double of a source: frames decoded beforehand, delivered at once."""
+
+    live = False
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.description = f"memory:{len(images)} frames"
+        self._images = images
+        self._next = 0
+
+    def open(self) -> None:
+        self._next = 0
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        if self._next >= len(self._images):
+            return None
+        index = self._next
+        self._next += 1
+        return Frame(index, time.time(), self._images[index], "image", self.description)
+
+    def close(self) -> None:
+        self._next = len(self._images)
+
+
+def sample_frames(count: int) -> list[np.ndarray]:
+    from skimage import data
+
+    pictures = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    frames = []
+    for i in range(count):
+        rgb = pictures[i % len(pictures)]
+        frame = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), FRAME_SIZE[::-1])
+        frames.append(np.roll(frame, i, axis=1))  # every frame differs
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, FRAME_SIZE[::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def raw_loop(model: Path, threads: int, tensors: list[np.ndarray]) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model), num_threads=threads)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    start = time.perf_counter()
+    for tensor in tensors:
+        interpreter.set_tensor(index, tensor)
+        interpreter.invoke()
+    return len(tensors) / (time.perf_counter() - start)
+
+
+def naive_loop(model: Path, threads: int, video: Path) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model), num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    scale, zero = detail["quantization"]
+    out = interpreter.get_output_details()[0]["index"]
+    capture = cv2.VideoCapture(str(video))
+    count = 0
+    start = time.perf_counter()
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(cv2.resize(frame, (224, 224)), cv2.COLOR_BGR2RGB)
+        tensor = np.clip(np.round(rgb / 255.0 / scale) + zero, -128, 127).astype(np.int8)
+        interpreter.set_tensor(detail["index"], tensor[np.newaxis])
+        interpreter.invoke()
+        interpreter.get_tensor(out)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def daemon_in_memory(model: Path, threads: int, frames: list[np.ndarray]) -> float:
+    runner = load_model(model, threads=threads)
+    spec = PreprocessSpec(color="rgb")
+    size = spec_for_input(runner.inputs[0].shape, spec)
+    pipeline = Pipeline(
+        runner,
+        preprocess=frame_preprocess(spec, size),
+        postprocess=make_postprocess(
+            PostprocessConfig(task="classification"), geometry_for=frame_geometry(spec, size)
+        ),
+        sinks=[],
+        live=False,
+    ).start()
+    source = MemorySource(frames)
+    start = time.perf_counter()
+    pipeline.feed(source)
+    pipeline.wait_source()
+    pipeline.stop(drain=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    processed = pipeline.metrics.counter("processed")
+    return processed / elapsed
+
+
+def daemon_on_video(model: Path, threads: int, video: Path, out: Path) -> dict[str, Any]:
+    """`edge run` as a process: throughput, start-up to first result, peak RSS."""
+    results = out / "daemon-results.jsonl"
+    results.unlink(missing_ok=True)
+    launched = time.perf_counter()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "run",
+            str(model),
+            "--source",
+            str(video),
+            "--threads",
+            str(threads),
+            "--sink",
+            f"jsonl:{results}",
+            "--json-status",
+            "--report-every",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    first = None
+    while proc.poll() is None and first is None:
+        if results.exists() and results.stat().st_size > 0:
+            first = time.perf_counter() - launched
+        time.sleep(0.002)
+    stdout, _ = proc.communicate(timeout=300)
+    lines = [json.loads(line)["status"] for line in stdout.splitlines() if line.strip()]
+    summary = json.loads(
+        next(line for line in lines if line.startswith("stopped: ")).removeprefix("stopped: ")
+    )
+    processed = summary["counters"]["processed"]
+    running = summary["elapsed_s"] - (summary["first_result_s"] or 0)
+    return {
+        "fps": (processed - 1) / running if running > 0 else 0.0,
+        "launch_to_first_result_s": first,
+        "peak_rss_mb": summary["peak_rss_mb"],
+        "processed": processed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("build/bench"))
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = mobilenet_models()["int8"]
+    frames = sample_frames(FRAMES)
+    video = write_video(args.out / "frames.avi", frames)
+    runner = load_model(model, threads=args.threads)
+    spec = PreprocessSpec(color="rgb")
+    size = spec_for_input(runner.inputs[0].shape, spec)
+    preprocess = frame_preprocess(spec, size)
+    (tensor,) = runner.inputs
+    tensors = [
+        np.clip(
+            np.round(preprocess(Frame(i, 0.0, f, "image", "x")) / tensor.scale) + tensor.zero_point,
+            -128,
+            127,
+        ).astype(np.int8)[np.newaxis]
+        for i, f in enumerate(frames)
+    ]
+    del runner
+
+    raw = raw_loop(model, args.threads, tensors)
+    naive = naive_loop(model, args.threads, video)
+    memory = daemon_in_memory(model, args.threads, frames)
+    on_video = daemon_on_video(model, args.threads, video, args.out)
+    rows = [
+        ["raw loop (preprocessed tensors)", f"{raw:.1f}", "1.00", "-", "-"],
+        [
+            "naive loop (read, resize, set, invoke, get)",
+            f"{naive:.1f}",
+            f"{naive / raw:.2f}",
+            "-",
+            "-",
+        ],
+        ["daemon, in-memory source", f"{memory:.1f}", f"{memory / raw:.2f}", "-", "-"],
+        [
+            "daemon, video file (edge run)",
+            f"{on_video['fps']:.1f}",
+            f"{on_video['fps'] / raw:.2f}",
+            f"{on_video['launch_to_first_result_s']:.2f}",
+            f"{on_video['peak_rss_mb']:.0f}",
+        ],
+    ]
+    print(
+        f"MobileNetV2 1.0/224 int8, {args.threads} threads, {FRAMES} frames of "
+        f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]}"
+    )
+    print(render_table(["loop", "frames/s", "vs raw", "launch->first s", "peak MB"], rows))
+    report = args.out / "daemon.json"
+    report.write_text(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "frames": FRAMES,
+                "raw_fps": raw,
+                "naive_fps": naive,
+                "daemon_memory_fps": memory,
+                "daemon_video": on_video,
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {report}")
+
+
+if __name__ == "__main__":
+    if not Path("tests").is_dir():
+        sys.exit("run from the repository: python -m tests.benchmarks.daemon")
+    main()
