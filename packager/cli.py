@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.cli_support import make_parser, run
-from packager import __version__
+from packager import __version__, bundle_commands
 
 
 def make_console(*, stderr: bool) -> Any:
@@ -219,7 +219,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_convert, _add_evaluate, _add_inspect)
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_convert,
+    _add_evaluate,
+    _add_inspect,
+    bundle_commands.add_build,
+    bundle_commands.add_keygen,
+    bundle_commands.add_sign,
+    bundle_commands.add_verify,
+    bundle_commands.add_profiles,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
