@@ -38,9 +38,12 @@ demo: $(DEMO)/digits.avi
 	$(VENV)/bin/edge info
 	$(VENV)/bin/edge run --config examples/demo.yaml --report-every 2
 
-# Runtime overhead against the raw interpreter, and the bench table for digits and MobileNetV2.
+# Runtime overhead against the raw interpreter, the bench table for digits and MobileNetV2,
+# and the daemon against the raw and the naive loop.
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks.runtime --out $(BUILD)/bench
+	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
+	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
 package deploy: $(STAMP)
 	@echo "make $@: not built yet (see the open issues: profiles and signed bundles)" >&2; exit 2

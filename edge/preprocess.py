@@ -30,6 +30,9 @@ Size = tuple[int, int]  # (height, width)
 Box = tuple[float, float, float, float]  # (x_min, y_min, x_max, y_max) in pixels
 
 
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+
+
 class PreprocessSpec(BaseModel):
     """How a camera frame becomes a model input; the manifest's ``preprocessing`` block."""
 
@@ -43,6 +46,10 @@ class PreprocessSpec(BaseModel):
     std: tuple[float, ...] = (1.0,)
     layout: Literal["nhwc", "nchw"] = "nhwc"
     letterbox_value: int = Field(default=114, ge=0, le=255)  # pixel value of the letterbox margins
+    # Bilinear is what TensorFlow's and Keras' resizing default to, and 20x cheaper than
+    # "area" on a VGA frame (0.1 against 2.0 ms here); "area" averages better when
+    # shrinking a lot. Calibration and the device use the same one.
+    interpolation: Literal["linear", "area", "nearest"] = "linear"
 
     @field_validator("size")
     @classmethod
@@ -226,9 +233,7 @@ def preprocess_image(
     px, py, pw, ph = geometry.place
     pixels = image[cy : cy + ch, cx : cx + cw]
     if (pw, ph) != (cw, ch):
-        shrink = pw <= cw and ph <= ch
-        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-        pixels = cv2.resize(pixels, (pw, ph), interpolation=interpolation)
+        pixels = cv2.resize(pixels, (pw, ph), interpolation=_INTERPOLATION[spec.interpolation])
 
     # One pass does colour, range and mean/std, straight into the output buffer.
     matrix = _matrix(spec, 1 if pixels.ndim == 2 else 3)

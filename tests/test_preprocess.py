@@ -96,7 +96,7 @@ def test_letterbox_pads_with_the_fill_value_and_maps_boxes_back(chelsea: np.ndar
     fill = preprocess_image(np.full((2, 2, 3), 114, np.uint8), spec, size=(1, 1))[0, 0]
     assert np.all(out[:33] == fill) and np.all(out[166:] == fill)
     np.testing.assert_allclose(fill, 114 / 255)
-    expected = cv2.resize(chelsea, (200, 133), interpolation=cv2.INTER_AREA) / 255.0
+    expected = cv2.resize(chelsea, (200, 133), interpolation=cv2.INTER_LINEAR) / 255.0
     np.testing.assert_allclose(out[33:166], expected, atol=1e-6)
     # the full picture in model pixels is the full photo; a box in the middle scales by 451/200
     assert geometry.to_source((0, 33, 200, 166)) == pytest.approx((0, 0, 451, 300), abs=0.01)
@@ -108,7 +108,7 @@ def test_letterbox_pads_with_the_fill_value_and_maps_boxes_back(chelsea: np.ndar
 
 
 def test_center_crop_takes_the_middle(chelsea: np.ndarray) -> None:
-    spec = PreprocessSpec(resize="center_crop", color="bgr")
+    spec = PreprocessSpec(resize="center_crop", color="bgr", interpolation="area")
     out = preprocess_image(chelsea, spec, size=(100, 100))
     geometry = center_crop((300, 451), (100, 100))
     assert geometry.crop == (75, 0, 300, 300)  # the middle 300 x 300 of the 451-wide photo

@@ -57,10 +57,16 @@ def io_tensor(details: Mapping[str, Any]) -> IoTensor:
 
 
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype[Any]) -> np.ndarray:
-    """Affine quantization as TFLite defines it: q = round(x / scale) + zero_point, saturated."""
+    """Affine quantization as TFLite defines it: q = round(x / scale) + zero_point, saturated.
+
+    Done in place on one float32 temporary: it runs for every frame of the daemon.
+    """
     limits = np.iinfo(dtype)
-    q = np.round(np.asarray(values, dtype=np.float32) / np.float32(scale)) + zero_point
-    result: np.ndarray = np.clip(q, limits.min, limits.max).astype(dtype)
+    q = np.multiply(values, np.float32(1.0 / scale), dtype=np.float32)
+    np.rint(q, out=q)
+    q += np.float32(zero_point)
+    np.clip(q, limits.min, limits.max, out=q)
+    result: np.ndarray = q.astype(dtype)
     return result
 
 

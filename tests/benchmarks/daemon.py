@@ -10,7 +10,7 @@ one run:
 * daemon, video: `edge run MODEL --source VIDEO` as a process (capture and preprocessing
   overlap inference), with its peak RSS and the time from launch to the first result.
 
-Prints a table and writes build/bench/daemon.json.
+Prints a table and writes build/bench/daemon-<threads>threads.json.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def main() -> None:
         f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]}"
     )
     print(render_table(["loop", "frames/s", "vs raw", "launch->first s", "peak MB"], rows))
-    report = args.out / "daemon.json"
+    report = args.out / f"daemon-{args.threads}threads.json"
     report.write_text(
         json.dumps(
             {
