@@ -45,8 +45,32 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
-package deploy: $(STAMP)
-	@echo "make $@: not built yet (see the open issues: profiles and signed bundles)" >&2; exit 2
+# make package MODEL=... DEVICE=... [QUANT=auto] [CALIB=...] [EVAL=...] [VERSION=1] [KEY=...]
+# Defaults package the demo's digits model for this machine's kind of device. Without KEY a
+# development key pair is made under build/keys (copy its .pub to a device's trusted keys).
+MODEL ?= $(DEMO)/digits.keras
+DEVICE ?= linux-x86_64
+QUANT ?= auto
+CALIB ?= $(DEMO)/digits-train.npz
+EVAL ?= $(DEMO)/digits-test.npz
+VERSION ?= 1
+KEY ?= $(BUILD)/keys/dev.key
+DIST ?= dist
+PACKAGE_FLAGS ?=
+
+$(BUILD)/keys/dev.key: | $(STAMP)
+	$(VENV)/bin/packager keygen --out $(BUILD)/keys --name dev
+
+$(DEMO)/digits.keras: | $(STAMP)
+	$(PY) -m packager.samples $(DEMO)
+
+package: $(KEY) $(if $(filter $(DEMO)/%,$(MODEL)),$(DEMO)/digits.keras)
+	$(VENV)/bin/packager build $(MODEL) --device $(DEVICE) --quant $(QUANT) \
+		$(if $(CALIB),--calib $(CALIB)) $(if $(EVAL),--eval $(EVAL)) \
+		--version $(VERSION) --key $(KEY) -o $(DIST) $(PACKAGE_FLAGS)
+
+deploy: $(STAMP)
+	@echo "make deploy: not built yet (see the open issue on deploying over SSH)" >&2; exit 2
 
 clean:
 	rm -rf $(BUILD) dist .pytest_cache .mypy_cache .ruff_cache

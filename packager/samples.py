@@ -73,6 +73,7 @@ def write_digits(out: Path, modes: tuple[str, ...] = ("fp32", "int8")) -> dict[s
     model = train_digits_cnn(arrays)
     model.save(out / "digits.keras")
     np.savez(out / "digits.npz", allow_pickle=False, **arrays)
+    np.savez(out / "digits-train.npz", x=arrays["x_train"], y=arrays["y_train"])
     np.savez(out / "digits-test.npz", x=arrays["x_test"], y=arrays["y_test"])
     written = {}
     for mode in modes:
