@@ -104,12 +104,20 @@ def evaluation_table(
 
 
 def choose_variant(
-    evaluation: Evaluation, max_drop: float | None, *, latency_tolerance: float = 0.10
+    evaluation: Evaluation,
+    max_drop: float | None,
+    *,
+    latency_tolerance: float = 0.10,
+    latency_floor_ms: float = 0.05,
 ) -> VariantResult | None:
-    """The fastest variant within budget; among those within 10% of it, the smallest."""
+    """The fastest variant within budget; among those as fast as it (within 10%, or within
+    0.05 ms, where timer noise on a micro-model would otherwise decide), the smallest.
+
+    The floor keeps the choice, and so the bundle's bytes, the same from run to run."""
     passing = [v for v in evaluation.variants if passes_gate(v, max_drop)]
     if not passing:
         return None
     fastest = min(v.latency_p50_ms for v in passing)
-    close = [v for v in passing if v.latency_p50_ms <= fastest * (1 + latency_tolerance)]
+    limit = max(fastest * (1 + latency_tolerance), fastest + latency_floor_ms)
+    close = [v for v in passing if v.latency_p50_ms <= limit]
     return min(close, key=lambda v: (v.size_bytes, v.latency_p50_ms))
