@@ -15,7 +15,12 @@ translated where the call is made (``raise Specific(msg) from exc``)::
     ├── InputError                wrong count, shape or dtype of model inputs
     └── DataError                 a data file or folder cannot be read as inputs
 
-``packager.errors.PackagerError`` extends this tree on the workstation side.
+Sub-packages add their branches beside the code that raises them, all rooted here:
+``edge.sources.errors`` (SourceError, SourceTimeoutError), ``edge.pipeline.config``
+(PipelineError), ``edge.sinks.base`` (SinkError), ``edge.bundle.errors`` (BundleError:
+archive, manifest, key, signature, integrity, incompatible bundle), ``edge.install.errors``
+(installing, self-test, rollback), and ``packager.errors.PackagerError`` on the
+workstation side.
 """
 
 from __future__ import annotations
