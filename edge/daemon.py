@@ -30,7 +30,7 @@ from edge.model_spec import ModelSpec, resolve_model
 from edge.pipeline import Pipeline
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import check_outputs, make_postprocess
-from edge.preprocess import spec_for_input
+from edge.preprocess import Quantization, spec_for_input
 from edge.runtime import ModelRunner, load_model
 from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
@@ -47,6 +47,13 @@ class RunLimits:
     max_frames: int | None = None
     duration_s: float | None = None
     report_every_s: float = 5.0
+
+
+SENSOR_SOURCES = frozenset({"serial", "csv", "mqtt", "synthetic"})
+
+
+def source_is_sensor(config: EdgeConfig) -> bool:
+    return config.source.type in SENSOR_SOURCES
 
 
 class Daemon:
@@ -97,13 +104,25 @@ class Daemon:
         check_outputs(spec.postprocess, runner.outputs)
         return spec, runner
 
+    def _quant(self, spec: ModelSpec, runner: ModelRunner) -> Quantization | None:
+        """Image models with an 8-bit input get frames quantized in the preprocessing pass;
+        an autoencoder's score needs the float input, so anomaly and sensor models do not."""
+        tensor = runner.inputs[0]
+        if (
+            not tensor.quantized
+            or spec.postprocess.task == "anomaly"
+            or source_is_sensor(self.config)
+        ):
+            return None
+        return (tensor.scale, tensor.zero_point, tensor.dtype)
+
     def _pipeline_for(
         self, spec: ModelSpec, runner: ModelRunner, source: RetryingSource, sinks: list[Sink]
     ) -> Pipeline:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
         return Pipeline(
             runner,
-            preprocess=frame_preprocess(spec.preprocess, size),
+            preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
             postprocess=make_postprocess(
                 spec.postprocess, geometry_for=frame_geometry(spec.preprocess, size)
             ),
@@ -146,11 +165,12 @@ class Daemon:
         same_shape = config.model_dump(exclude={"bundle", "runtime"}) == self.config.model_dump(
             exclude={"bundle", "runtime"}
         )
-        assert self._spec is not None
+        assert self._spec is not None and self._runner is not None
         if (
             same_shape
             and spec.postprocess == self._spec.postprocess
             and spec.preprocess == self._spec.preprocess
+            and self._quant(spec, runner) == self._quant(self._spec, self._runner)
         ):
             self._pipeline.swap_runner(runner)
         else:

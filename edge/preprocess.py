@@ -30,6 +30,7 @@ Size = tuple[int, int]  # (height, width)
 Box = tuple[float, float, float, float]  # (x_min, y_min, x_max, y_max) in pixels
 
 
+Quantization = tuple[float, int, Any]  # scale, zero point, numpy int8 or uint8 dtype
 _INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
 
 
@@ -204,10 +205,15 @@ def preprocess_image(
     *,
     size: Size | None = None,
     out: np.ndarray | None = None,
+    quant: Quantization | None = None,
 ) -> np.ndarray:
     """An OpenCV image (HxWx3 BGR, or HxW / HxWx1 gray, uint8) as a float32 model input:
     HxWxC for ``nhwc``, CxHxW for ``nchw``. ``size`` overrides ``spec.size``; with ``out``
-    the result is written there (e.g. a slot of the input tensor) and ``out`` is returned."""
+    the result is written there (e.g. a slot of the input tensor) and ``out`` is returned.
+
+    With ``quant`` (scale, zero point, int8 or uint8) the result is the quantized tensor:
+    the quantization is folded into the same single pass, uint8 pixels in, 8-bit values
+    out (rounded and saturated by OpenCV), so no float copy of the frame is made."""
     image = _check_image(image)
     target = size if size is not None else spec.size
     if target is None:
@@ -220,11 +226,14 @@ def preprocess_image(
     th, tw = target
     channels = spec.channels
     shape = (th, tw, channels) if spec.layout == "nhwc" else (channels, th, tw)
+    dtype = np.dtype(np.float32) if quant is None else np.dtype(quant[2])
+    if dtype not in (np.float32, np.int8, np.uint8):
+        raise ConfigError(f"quant= folds into int8 or uint8 tensors, not {dtype}")
     if out is None:
-        out = np.empty(shape, np.float32)
-    elif out.shape != shape or out.dtype != np.float32 or not out.flags.writeable:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype or not out.flags.writeable:
         raise InputError(
-            f"out= must be a writeable float32 array of shape {list(shape)} "
+            f"out= must be a writeable {dtype} array of shape {list(shape)} "
             f"({spec.layout}), got {out.dtype} {list(out.shape)}"
         )
 
@@ -235,20 +244,30 @@ def preprocess_image(
     if (pw, ph) != (cw, ch):
         pixels = cv2.resize(pixels, (pw, ph), interpolation=_INTERPOLATION[spec.interpolation])
 
-    # One pass does colour, range and mean/std, straight into the output buffer.
+    # One pass does colour, range and mean/std (and quantization), straight into the output.
     matrix = _matrix(spec, 1 if pixels.ndim == 2 else 3)
-    source = pixels.astype(np.float32)
     fill = matrix[:, :-1].sum(axis=1) * np.float32(spec.letterbox_value) + matrix[:, -1]
+    target_view, source = out, pixels.astype(np.float32)
+    if quant is not None:
+        # q = x / scale + zero_point, and int8 shifted by 128 so OpenCV's uint8 saturation
+        # applies; flipping the top bit afterwards turns u = q + 128 into q as int8.
+        shift = 128 if dtype == np.int8 else 0
+        matrix = matrix / np.float32(quant[0])
+        matrix[:, -1] += np.float32(quant[1] + shift)
+        fill = np.clip(np.rint(fill / np.float32(quant[0]) + quant[1] + shift), 0, 255)
+        target_view, source = out.view(np.uint8), pixels
     padded = (pw, ph) != (tw, th)
     if spec.layout == "nhwc":
         if padded:
-            _fill_margins(out, geometry.place, fill)
-        _transform(source, matrix, out[py : py + ph, px : px + pw])
+            _fill_margins(target_view, geometry.place, fill)
+        _transform(source, matrix, target_view[py : py + ph, px : px + pw])
     else:
         for c in range(channels):
             if padded:
-                _fill_margins(out[c], geometry.place, fill[c])
-            _transform(source, matrix[c : c + 1], out[c, py : py + ph, px : px + pw])
+                _fill_margins(target_view[c], geometry.place, fill[c])
+            _transform(source, matrix[c : c + 1], target_view[c, py : py + ph, px : px + pw])
+    if quant is not None and dtype == np.int8:
+        np.bitwise_xor(target_view, 0x80, out=target_view)
     return out
 
 

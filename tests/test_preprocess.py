@@ -305,3 +305,30 @@ def test_spec_for_input_mismatches(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         spec_for_input(shape, spec)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PreprocessSpec(color="rgb"),
+        PreprocessSpec(color="bgr", resize="letterbox", mean=(0.5,), std=(0.25,)),
+        PreprocessSpec(color="gray", layout="nchw"),
+    ],
+)
+def test_quantizing_in_the_same_pass_matches_quantizing_afterwards(
+    chelsea: np.ndarray, spec: PreprocessSpec, dtype: type
+) -> None:
+    """The daemon's fused path: 8-bit tensors straight from uint8 pixels, within one step
+    of rounding of the float path followed by the runner's quantization."""
+    from edge.runtime.tensors import quantize
+
+    scale, zero_point = (0.0078125, -1) if dtype is np.int8 else (1 / 255, 0)
+    floats = preprocess_image(chelsea, spec, size=(64, 96))
+    expected = quantize(floats, scale, zero_point, np.dtype(dtype))
+    out = np.empty_like(expected)
+    got = preprocess_image(chelsea, spec, size=(64, 96), out=out, quant=(scale, zero_point, dtype))
+    assert got is out and got.dtype == dtype
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    with pytest.raises(InputError, match=f"writeable {np.dtype(dtype).name} array"):
+        preprocess_image(chelsea, spec, size=(64, 96), out=floats, quant=(scale, 0, dtype))

@@ -35,10 +35,11 @@ def takes_out(preprocess: Preprocess) -> bool:
 class BatchRunner:
     """Holds the input buffer for up to ``capacity`` items of one single-input model.
 
-    With ``out=`` the preprocess callable writes into its slot of the buffer (float32,
-    the model's item shape); otherwise its result is copied in, and the buffer takes the
-    dtype of the first result. A model with a fixed batch B runs in chunks of B, the
-    last chunk padded with whatever the unused slots hold.
+    With ``out=`` the preprocess callable writes into its slot of the buffer (float32, or
+    the callable's ``dtype`` when it quantizes; the model's item shape); otherwise its
+    result is copied in, and the buffer takes the dtype of the first result. A model with
+    a fixed batch B runs in chunks of B, the last chunk padded with whatever the unused
+    slots hold.
     """
 
     def __init__(self, runner: ModelRunner, capacity: int, preprocess: Preprocess) -> None:
@@ -56,7 +57,9 @@ class BatchRunner:
         self.capacity = -(-capacity // chunk) * chunk
         self._preprocess = preprocess
         self._out = takes_out(preprocess)
-        self._buffer = np.zeros((self.capacity, *self.item_shape), np.float32)
+        # A preprocess that quantizes as it goes says so with its dtype (frame_preprocess).
+        dtype = np.dtype(getattr(preprocess, "dtype", np.float32))
+        self._buffer = np.zeros((self.capacity, *self.item_shape), dtype)
         if self.fixed is not None and capacity > 1:
             log.info(
                 "%s: the model has a fixed batch of %d; batches of up to %d run %s",

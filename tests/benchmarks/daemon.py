@@ -125,7 +125,11 @@ def daemon_in_memory(model: Path, threads: int, frames: list[np.ndarray]) -> flo
     size = spec_for_input(runner.inputs[0].shape, spec)
     pipeline = Pipeline(
         runner,
-        preprocess=frame_preprocess(spec, size),
+        preprocess=frame_preprocess(
+            spec,
+            size,
+            (runner.inputs[0].scale, runner.inputs[0].zero_point, runner.inputs[0].dtype),
+        ),
         postprocess=make_postprocess(
             PostprocessConfig(task="classification"), geometry_for=frame_geometry(spec, size)
         ),
