@@ -69,8 +69,13 @@ package: $(KEY) $(if $(filter $(DEMO)/%,$(MODEL)),$(DEMO)/digits.keras)
 		$(if $(CALIB),--calib $(CALIB)) $(if $(EVAL),--eval $(EVAL)) \
 		--version $(VERSION) --key $(KEY) -o $(DIST) $(PACKAGE_FLAGS)
 
+# make deploy HOST=user@host[:port] [BUNDLE=...] [DEPLOY_FLAGS="--provision --sudo ..."]
+BUNDLE ?= $(DIST)/$(basename $(notdir $(MODEL)))-$(VERSION)-$(DEVICE).tar.gz
+DEPLOY_FLAGS ?=
+
 deploy: $(STAMP)
-	@echo "make deploy: not built yet (see the open issue on deploying over SSH)" >&2; exit 2
+	@test -n "$(HOST)" || { echo "usage: make deploy HOST=user@host[:port] [BUNDLE=$(BUNDLE)] [DEPLOY_FLAGS=...]" >&2; exit 2; }
+	$(VENV)/bin/packager deploy $(BUNDLE) --host $(HOST) --trust $(KEY:.key=.pub) $(DEPLOY_FLAGS)
 
 clean:
 	rm -rf $(BUILD) dist .pytest_cache .mypy_cache .ruff_cache

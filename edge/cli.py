@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge import __version__
+from edge import __version__, install_commands
 from edge.cli_support import make_parser, run
 from edge.errors import ConfigError, EdgeError
 
@@ -266,7 +266,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return daemon.run()
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (_add_bench, _add_info, _add_run)
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_bench,
+    _add_info,
+    _add_run,
+    install_commands.add_verify,
+    install_commands.add_install,
+    install_commands.add_rollback,
+    install_commands.add_installed,
+    install_commands.add_service,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

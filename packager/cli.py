@@ -16,6 +16,7 @@ from typing import Any
 
 from edge.cli_support import make_parser, run
 from packager import __version__, bundle_commands
+from packager.deploy_commands import add_deploy
 
 
 def make_console(*, stderr: bool) -> Any:
@@ -228,6 +229,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     bundle_commands.add_sign,
     bundle_commands.add_verify,
     bundle_commands.add_profiles,
+    add_deploy,
 )
 
 
