@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
-# make package MODEL=... DEVICE=... [QUANT=auto] [CALIB=...] [EVAL=...] [VERSION=1] [KEY=...]
+# make package MODEL=... DEVICE=... [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
 # Defaults package the demo's digits model for this machine's kind of device. Without KEY a
 # development key pair is made under build/keys (copy its .pub to a device's trusted keys).
 MODEL ?= $(DEMO)/digits.keras
@@ -53,6 +53,7 @@ DEVICE ?= linux-x86_64
 QUANT ?= auto
 CALIB ?= $(DEMO)/digits-train.npz
 EVAL ?= $(DEMO)/digits-test.npz
+MAX_DROP ?= 1
 VERSION ?= 1
 KEY ?= $(BUILD)/keys/dev.key
 DIST ?= dist
@@ -66,7 +67,7 @@ $(DEMO)/digits.keras: | $(STAMP)
 
 package: $(KEY) $(if $(filter $(DEMO)/%,$(MODEL)),$(DEMO)/digits.keras)
 	$(VENV)/bin/packager build $(MODEL) --device $(DEVICE) --quant $(QUANT) \
-		$(if $(CALIB),--calib $(CALIB)) $(if $(EVAL),--eval $(EVAL)) \
+		$(if $(CALIB),--calib $(CALIB)) $(if $(EVAL),--eval $(EVAL) --max-drop $(MAX_DROP)) \
 		--version $(VERSION) --key $(KEY) -o $(DIST) $(PACKAGE_FLAGS)
 
 # make deploy HOST=user@host[:port] [BUNDLE=...] [DEPLOY_FLAGS="--provision --sudo ..."]
