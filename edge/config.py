@@ -23,6 +23,7 @@ from edge.runtime.delegates import parse_chain
 from edge.sinks.config import SinkConfig
 from edge.sinks.logger import LogSinkConfig
 from edge.sources.config import CameraSource, RetryPolicy, SourceSetting
+from edge.validation import describe_errors
 
 
 class _Settings(BaseModel):
@@ -119,17 +120,6 @@ class EdgeConfig(_Settings):
         return self.install_root or state_dir()
 
 
-def _describe(exc: ValidationError, origin: str) -> ConfigError:
-    problems = []
-    for error in exc.errors()[:5]:
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key; check the spelling against docs/config.md"
-        problems.append(f"{key}: {message}")
-    return ConfigError(f"{origin}: " + "; ".join(problems))
-
-
 def parse_config(data: Any, *, origin: str = "edge.yaml") -> EdgeConfig:
     """Validate a mapping (from YAML, JSON or code); errors name the key and ``origin``."""
     if data is None:
@@ -141,7 +131,10 @@ def parse_config(data: Any, *, origin: str = "edge.yaml") -> EdgeConfig:
     try:
         return EdgeConfig.model_validate(data)
     except ValidationError as exc:
-        raise _describe(exc, origin) from exc
+        problems = describe_errors(
+            exc, unknown_key=lambda _: "unknown key; check the spelling against docs/config.md"
+        )
+        raise ConfigError(f"{origin}: {problems}") from exc
     except ConfigError as exc:  # raised inside a validator (delegate chain, source shorthand)
         raise ConfigError(f"{origin}: {exc}") from exc
 

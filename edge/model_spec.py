@@ -26,6 +26,7 @@ from edge.errors import ConfigError, ModelError
 from edge.postprocess.config import PostprocessConfig
 from edge.preprocess import PreprocessSpec, parse_spec
 from edge.runtime.model_info import read_model_info
+from edge.validation import describe_errors
 
 SIDECAR_KEYS = {"task", "labels", "labels_file", "preprocess", "postprocess"}
 
@@ -66,9 +67,7 @@ def _postprocess(data: dict[str, Any], origin: str) -> PostprocessConfig:
     try:
         return PostprocessConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{origin}: postprocess.{key}: {first['msg']}") from exc
+        raise ConfigError(f"{origin}: postprocess: {describe_errors(exc)}") from exc
 
 
 def _default_preprocess(model: Path) -> PreprocessSpec:

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge.errors import ConfigError, DataError, InputError
+from edge.validation import describe_errors
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 _CHANNELS = {"rgb": 3, "bgr": 3, "gray": 1}
@@ -95,14 +96,9 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "preprocessing") -> Pre
     try:
         return PreprocessSpec.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "spec"
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = f"unknown key (known: {', '.join(PreprocessSpec.model_fields)})"
-            problems.append(f"{field}: {message}")
-        raise ConfigError(f"{source}: {'; '.join(problems)}") from exc
+        known = ", ".join(PreprocessSpec.model_fields)
+        problems = describe_errors(exc, unknown_key=lambda _: f"unknown key (known: {known})")
+        raise ConfigError(f"{source}: {problems}") from exc
 
 
 @dataclass(frozen=True, slots=True)

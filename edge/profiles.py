@@ -36,6 +36,7 @@ from pydantic import (
 import edge
 from edge.errors import ConfigError
 from edge.runtime.delegates import DelegateSpec, parse_chain
+from edge.validation import describe_errors
 
 __all__ = [
     "TARGET_IO",
@@ -215,20 +216,15 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    parent = _SECTIONS.get(str(loc[0])) if len(loc) == 2 else None
+    fields = (parent or DeviceProfile).model_fields
+    known = f" (known: {', '.join(fields)})" if parent or len(loc) == 1 else ""
+    return f"unknown key{known}"
+
+
 def _problems(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        loc = ".".join(str(part) for part in error["loc"])
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            parent = _SECTIONS.get(str(error["loc"][0])) if len(error["loc"]) == 2 else None
-            fields = (parent or DeviceProfile).model_fields
-            known = f" (known: {', '.join(fields)})" if parent or len(error["loc"]) == 1 else ""
-            message = f"unknown key{known}"
-        elif error["type"].startswith(("int_", "string_", "literal_", "dict_", "tuple_")):
-            message = f"{message}, got {error['input']!r}"
-        problems.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(problems)
+    return describe_errors(exc, unknown_key=_unknown_key, limit=20)
 
 
 def parse_profile(data: Any, *, origin: str) -> DeviceProfile:

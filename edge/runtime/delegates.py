@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from edge.errors import ConfigError
 from edge.runtime.backend import Backend
+from edge.validation import describe_errors
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,7 @@ def parse_chain(
     try:
         chain = tuple(_CHAIN_ADAPTER.validate_python(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{origin}: entry {where}: {first['msg']}") from exc
+        raise ConfigError(f"{origin}: entry {describe_errors(exc, limit=1)}") from exc
     kinds = [spec.type for spec in chain]
     cpu = [kind in ("xnnpack", "builtin") for kind in kinds]
     if any(cpu) and not all(cpu[cpu.index(True) :]):

@@ -1,0 +1,35 @@
+"""Pydantic validation errors as the one line a user reads: each problem with its key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+_SHOW_INPUT = ("int_", "float_", "string_", "literal_", "dict_", "tuple_", "bool_")
+
+
+def describe_errors(
+    exc: ValidationError,
+    *,
+    unknown_key: Callable[[tuple[int | str, ...]], str] | None = None,
+    limit: int = 5,
+) -> str:
+    """``key.path: message; ...`` for the first ``limit`` problems.
+
+    Type errors quote what was received; ``unknown_key(loc)`` words the message for a key
+    that is not in the schema (default: "unknown key")."""
+    problems = []
+    for error in exc.errors()[:limit]:
+        loc = tuple(error["loc"])
+        key = ".".join(str(part) for part in loc)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = unknown_key(loc) if unknown_key else "unknown key"
+        elif error["type"].startswith(_SHOW_INPUT):
+            message = f"{message}, got {error['input']!r}"
+        problems.append(f"{key}: {message}" if key else message)
+    more = len(exc.errors()) - limit
+    if more > 0:
+        problems.append(f"and {more} more")
+    return "; ".join(problems)
