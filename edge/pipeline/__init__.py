@@ -2,7 +2,7 @@
 micro-batching into a preallocated input buffer, per-stage metrics, and a runner that
 can be swapped between batches."""
 
-from edge.pipeline.batching import BatchRunner, Preprocess, takes_out
+from edge.pipeline.batching import BatchRunner, Preprocess
 from edge.pipeline.config import DropPolicy, PipelineConfig, PipelineError
 from edge.pipeline.metrics import COUNTERS, STAGES, StageMetrics
 from edge.pipeline.pipeline import Pipeline
@@ -20,5 +20,4 @@ __all__ = [
     "StageMetrics",
     "frame_geometry",
     "frame_preprocess",
-    "takes_out",
 ]

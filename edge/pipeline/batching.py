@@ -4,7 +4,6 @@ the outputs split back into per-item lists."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 
@@ -12,34 +11,20 @@ import numpy as np
 
 from edge.errors import ConfigError, InputError
 from edge.runtime.runner import ModelRunner
-from edge.sources.frames import Frame
 
 log = logging.getLogger(__name__)
 
 Preprocess = Callable[..., np.ndarray]  # (frame) -> array, or (frame, *, out=array) -> out
 
 
-def takes_out(preprocess: Preprocess) -> bool:
-    """Whether ``preprocess`` accepts ``out=`` (a keyword parameter or ``**kwargs``)."""
-    try:
-        parameters = inspect.signature(preprocess).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-    return any(
-        (p.name == "out" and p.kind is not inspect.Parameter.POSITIONAL_ONLY)
-        or p.kind is inspect.Parameter.VAR_KEYWORD
-        for p in parameters
-    )
-
-
 class BatchRunner:
     """Holds the input buffer for up to ``capacity`` items of one single-input model.
 
-    With ``out=`` the preprocess callable writes into its slot of the buffer (float32, or
-    the callable's ``dtype`` when it quantizes; the model's item shape); otherwise its
-    result is copied in, and the buffer takes the dtype of the first result. A model with
-    a fixed batch B runs in chunks of B, the last chunk padded with whatever the unused
-    slots hold.
+    Items preprocessed on the capture thread are copied into their slots (:meth:`put`);
+    the buffer has the model's item shape and the preprocessing's dtype (float32, or the
+    callable's ``dtype`` when it quantizes; it follows the first item otherwise). A model
+    with a fixed batch B runs in chunks of B, the last chunk padded with whatever the
+    unused slots hold.
     """
 
     def __init__(self, runner: ModelRunner, capacity: int, preprocess: Preprocess) -> None:
@@ -55,8 +40,6 @@ class BatchRunner:
         self.fixed = None if tensor.dynamic_batch else tensor.shape[0]
         chunk = self.fixed or capacity
         self.capacity = -(-capacity // chunk) * chunk
-        self._preprocess = preprocess
-        self._out = takes_out(preprocess)
         # A preprocess that quantizes as it goes says so with its dtype (frame_preprocess).
         dtype = np.dtype(getattr(preprocess, "dtype", np.float32))
         self._buffer = np.zeros((self.capacity, *self.item_shape), dtype)
@@ -69,15 +52,8 @@ class BatchRunner:
                 "one item at a time" if self.fixed == 1 else f"in chunks of {self.fixed}",
             )
 
-    def load(self, slot: int, frame: Frame) -> None:
-        """Preprocess ``frame`` into slot ``slot`` of the input buffer."""
-        if self._out:
-            target = self._buffer[slot]
-            written = self._preprocess(frame, out=target)
-            if written is not target and not np.shares_memory(written, target):
-                target[...] = written  # it ignored out=: still correct, one copy
-            return
-        array = np.asarray(self._preprocess(frame))
+    def put(self, slot: int, array: np.ndarray) -> None:
+        """Copy an item preprocessed elsewhere (on the capture thread) into slot ``slot``."""
         if array.shape != self.item_shape:
             raise InputError(
                 f"preprocessing gave shape {list(array.shape)}; the model "

@@ -1,9 +1,10 @@
-"""The concurrent pipeline: capture -> queue -> preprocess, micro-batch, inference,
+"""The concurrent pipeline: capture and preprocess -> queue -> micro-batch, inference,
 postprocess -> queue -> sinks.
 
-Threads: ``feed(source)`` runs a capture thread (or the caller submits frames itself);
-one inference thread preprocesses each frame into its slot of the batch buffer, runs the
-batch and postprocesses each item; one sink thread hands results to the sinks in order.
+Threads: ``feed(source)`` runs a capture thread (or the caller submits frames itself),
+which also preprocesses each frame, so resizing the next frame overlaps running this
+one; one inference thread copies items into the batch buffer, runs the batch and
+postprocesses each item; one sink thread hands results to the sinks in order.
 The capture queue applies the drop policy; the result queue blocks, so slow sinks push
 back on inference and, through it, on capture, where the policy decides.
 
@@ -21,6 +22,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from time import perf_counter
+
+import numpy as np
 
 from edge.pipeline.batching import BatchRunner, Preprocess
 from edge.pipeline.capture import read_source
@@ -50,14 +53,15 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Item:
     frame: Frame
-    entered: float  # perf_counter() at submit
+    entered: float  # perf_counter() when it was queued
+    tensor: np.ndarray  # the model input, made on the capture thread
 
 
 class Pipeline:
     """Runs frames through ``runner`` on worker threads; see the module docstring.
 
-    ``preprocess(frame)`` returns the model input for one item, or writes it into
-    ``out=`` when it takes that keyword (then no copy is made).
+    ``preprocess(frame)`` returns the model input for one item; it runs on the thread
+    that submits the frame.
     ``postprocess(outputs, frame, model_input)`` makes the Result. ``live`` resolves the
     ``auto`` drop policy. Use ``start()`` (or ``with``), then ``feed(source)`` or
     ``submit(frame)``, then ``stop()``.
@@ -152,7 +156,17 @@ class Pipeline:
         if self._state == "new":
             raise PipelineError("submit(): start() the pipeline first")
         self.metrics.count("frames_in")
-        item = _Item(frame, perf_counter())
+        # Preprocess here, on the caller's (capture) thread: OpenCV and the interpreter
+        # both release the GIL, so the next frame's resize overlaps this frame's invoke.
+        start = perf_counter()
+        try:
+            tensor = np.asarray(self._preprocess(frame))
+        except Exception as exc:
+            self._item_failed("preprocess", frame, exc)
+            return True
+        entered = perf_counter()
+        self.metrics.record("preprocess", entered - start)
+        item = _Item(frame, entered, tensor)
         if self.policy == "drop_oldest":
             with self._put_lock:
                 while not self._capture_stop.is_set():
@@ -259,11 +273,10 @@ class Pipeline:
             start = perf_counter()
             self.metrics.record("queue_wait", start - item.entered)
             try:
-                batcher.load(len(ready), item.frame)
+                batcher.put(len(ready), item.tensor)
             except Exception as exc:
-                self._item_failed("preprocess", item, exc)
+                self._item_failed("preprocess", item.frame, exc)
                 continue
-            self.metrics.record("preprocess", perf_counter() - start)
             ready.append(item)
         if not ready:
             return
@@ -287,16 +300,16 @@ class Pipeline:
                 done = perf_counter()
                 result = replace(result, latency_ms=(done - item.entered) * 1e3)
             except Exception as exc:
-                self._item_failed("postprocess", item, exc)
+                self._item_failed("postprocess", item.frame, exc)
                 continue
             self.metrics.record("postprocess", done - start)
             results.append(result)
         if results and not put_until(self._results, results, self._abort):
             self.metrics.count("dropped", len(results))
 
-    def _item_failed(self, stage: str, item: _Item, exc: Exception) -> None:
+    def _item_failed(self, stage: str, frame: Frame, exc: Exception) -> None:
         self.metrics.count("errors")
-        self._failed(stage, f"frame {item.frame.seq} from {item.frame.source}", exc)
+        self._failed(stage, f"frame {frame.seq} from {frame.source}", exc)
 
     def _runner_failed(self, runner: ModelRunner, exc: Exception, count: int) -> None:
         self.metrics.count("errors", count)
