@@ -27,6 +27,7 @@ from edge.bench import peak_rss_mb
 from edge.config import EdgeConfig, load_config
 from edge.errors import EdgeError
 from edge.model_spec import ModelSpec, resolve_model
+from edge.mqtt import MqttService, attach
 from edge.pipeline import Pipeline
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import check_outputs, make_postprocess
@@ -79,6 +80,8 @@ class Daemon:
         self._source: RetryingSource | None = None
         self._sinks: list[Sink] = []
         self._pipeline: Pipeline | None = None
+        # MQTT telemetry, events through a disk spool, commands (docs/mqtt.md).
+        self.mqtt: MqttService | None = attach(self) if config.mqtt.enabled else None
 
     # -- building -----------------------------------------------------------------------
     def _model(self, config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
@@ -134,10 +137,12 @@ class Daemon:
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)
         self._source = RetryingSource(make_source(self.config.source), self.config.retry)
-        self._sinks = [make_sink(c) for c in self.config.sinks]
+        self._sinks = [make_sink(c) for c in self.config.sinks] + self._mqtt_sinks()
         self._pipeline = self._pipeline_for(self._spec, self._runner, self._source, self._sinks)
         self._source.open()
         self._pipeline.start().feed(self._source)
+        if self.mqtt is not None:
+            self.mqtt.start()
         self.status(
             f"running {self._spec.name} {self._spec.version} on "
             f"{self._runner.delegate} ({self._runner.backend.name} "
@@ -191,10 +196,13 @@ class Daemon:
             self._source.open()
         if config.sinks != self.config.sinks:
             self._close_sinks()
-            self._sinks = [make_sink(c) for c in config.sinks]
+            self._sinks = [make_sink(c) for c in config.sinks] + self._mqtt_sinks()
         self.config = config
         self._pipeline = self._pipeline_for(spec, runner, self._source, self._sinks)
         self._pipeline.start().feed(self._source)
+
+    def _mqtt_sinks(self) -> list[Sink]:
+        return [self.mqtt.sink] if self.mqtt is not None else []
 
     def _close_sinks(self) -> None:
         for sink in self._sinks:
@@ -221,6 +229,8 @@ class Daemon:
                 "peak_rss_mb": round(peak_rss_mb(), 1),
             }
             self.status("stopped: " + json.dumps(summary))
+        if self.mqtt is not None:
+            self.mqtt.stop()  # drains the spool (at most 5 s), then publishes 'stopped'
         return clean
 
     # -- the main loop ------------------------------------------------------------------

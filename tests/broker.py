@@ -1,18 +1,21 @@
 """A real mosquitto broker on loopback for tests: ``Mosquitto(folder).start()``.
 
 Each broker gets a free port on 127.0.0.1, a generated config (anonymous unless
-``anonymous=False``, no persistence, ``extra_config`` appended) and a log file in its
-folder; ``restart()`` keeps the port, so clients
+``anonymous=False``, no persistence unless ``persistence=True``, an optional
+``password_file`` and TLS listener (``tls``, on ``tls_port``), ``extra_config``
+appended) and a log file in its folder; ``restart()`` keeps the port, so clients
 can test reconnecting. Debian's mosquitto is at /usr/sbin/mosquitto (apt-get install
 mosquitto); tests that need it are skipped when it is missing.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -44,6 +47,17 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """A TLS listener (on ``Mosquitto.tls_port``): the broker's certificate and the CA
+    it trusts for client certificates."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = True
+
+
 class Mosquitto:
     """One mosquitto process listening on ``host:port``, logging to ``log_path``."""
 
@@ -56,6 +70,9 @@ class Mosquitto:
         port: int | None = None,
         anonymous: bool = True,
         extra_config: str = "",
+        persistence: bool = False,
+        password_file: Path | None = None,
+        tls: BrokerTls | None = None,
     ) -> None:
         binary = find_mosquitto()
         if binary is None:
@@ -67,18 +84,48 @@ class Mosquitto:
         self.log_path = folder / "mosquitto.log"
         self.anonymous = anonymous
         self.extra_config = extra_config
+        self.persistence = persistence
+        self.password_file = password_file
+        self.tls = tls
+        self.tls_port = free_port(self.host) if tls else None
         self.process: subprocess.Popen[bytes] | None = None
 
     def _write_config(self) -> None:
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
-            "persistence false\n"
-            "max_queued_messages 10000\n"
+            + self._optional_config()
+            + "max_queued_messages 10000\n"
             "log_dest stderr\n"  # stderr goes to log_path (the file is opened before any
             "log_type all\n"  # privilege drop, so it works when the tests run as root)
-            + self.extra_config
+             + self.extra_config
         )
+
+    def _optional_config(self) -> str:
+        """Persistence (the sessions and queued messages survive a restart), a password
+        file and a TLS listener; as root, mosquitto keeps root so it can read them."""
+        lines = []
+        if self.persistence:
+            lines += [
+                "persistence true",
+                f"persistence_location {self.folder}/",
+                "autosave_interval 1",
+            ]
+        else:
+            lines.append("persistence false")
+        if self.password_file is not None:
+            lines.append(f"password_file {self.password_file}")
+        if self.tls is not None:
+            lines += [
+                f"listener {self.tls_port} {self.host}",
+                f"cafile {self.tls.ca_file}",
+                f"certfile {self.tls.cert_file}",
+                f"keyfile {self.tls.key_file}",
+                f"require_certificate {'true' if self.tls.require_certificate else 'false'}",
+            ]
+        if os.geteuid() == 0 and (self.persistence or self.password_file or self.tls):
+            lines.insert(0, "user root")
+        return "".join(line + "\n" for line in lines)
 
     def start(self) -> Mosquitto:
         if self.process is not None:

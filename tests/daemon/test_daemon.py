@@ -17,27 +17,9 @@ import yaml
 
 from edge.config import parse_config
 from edge.daemon import Daemon, RunLimits
-from packager.samples import DIGITS_SIDECAR, write_digits_video
-from tests.models import SINE_WINDOW, DigitsModels, sine_autoencoder, sine_signal
+from tests.models import SINE_WINDOW, sine_autoencoder, sine_signal
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-
-
-@pytest.fixture(scope="module")
-def demo(digits: DigitsModels, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The int8 and fp32 digits models with their sidecars, and a video of 120 test digits."""
-    folder = tmp_path_factory.mktemp("demo")
-    paths = {}
-    for mode in ("int8", "fp32"):
-        model = folder / f"digits-{mode}.tflite"
-        model.write_bytes(digits.tflite[mode].read_bytes())
-        model.with_suffix(".yaml").write_text(DIGITS_SIDECAR)
-        paths[mode] = model
-    arrays = digits.arrays()
-    paths["video"] = write_digits_video(folder / "digits.avi", arrays["x_test"][:120])
-    np.save(folder / "labels.npy", arrays["y_test"][:120])
-    paths["labels"] = folder / "labels.npy"
-    return paths
 
 
 def edge_run(*args: str | Path, **popen: object) -> subprocess.Popen[str]:

@@ -1,0 +1,141 @@
+"""The JSON payloads of contract 3 (pydantic), outbound and inbound.
+
+Every outbound JSON payload has ``schema`` (name/version) and ``seq``: a per-device,
+per-topic counter that only grows (it is kept in the spool's database, so it survives
+restarts), so a dashboard sees gaps and a replay from the spool can be de-duplicated.
+Inbound command payloads are strict: unknown keys and wrong types are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+INFO_SCHEMA = "edge.info/1"
+TELEMETRY_SCHEMA = "edge.telemetry/1"
+EVENT_SCHEMA = "edge.event/1"
+RESULT_SCHEMA = "edge.cmd_result/1"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_: str = Field(alias="schema")
+    ts: float
+    seq: int = Field(ge=0)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class InfoPayload(_Payload):
+    device: str
+    model: dict[str, Any] | None
+    runtime: dict[str, Any] | None  # backend, delegate in use, why others were skipped
+    versions: dict[str, str]
+    profile: str | None = None
+
+
+class StageLatency(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    count: int
+
+
+class SpoolStats(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    depth: int
+    bytes: int
+    max_bytes: int
+    dropped: int
+    rejected: int
+
+
+class TelemetryPayload(_Payload):
+    fps: float
+    stages: dict[str, StageLatency]
+    counters: dict[str, int]
+    queue_depth: dict[str, int]
+    cpu_percent: float | None
+    rss_mb: float | None
+    temperature_c: float | None
+    uptime_s: float
+    spool: SpoolStats | None
+
+
+class EventPayload(_Payload):
+    frame_id: int
+    source: str
+    task: str
+    labels: list[str]
+    scores: list[float | None]
+    boxes: list[list[float | None]]
+    value: float | None
+    anomaly: bool | None
+    latency_ms: float | None
+    result: dict[str, Any]
+
+
+class CommandResult(_Payload):
+    command: str
+    id: str | None = None
+    ok: bool
+    error: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- inbound commands ---------------------------------------------------------------------
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str | None = Field(default=None, max_length=128)  # echoed in the result
+
+
+class PingCommand(_Command):
+    """Answer with uptime and the latest measurements; changes nothing."""
+
+
+class ReloadCommand(_Command):
+    """Read the config and the model again (as SIGHUP)."""
+
+
+class RestartCommand(_Command):
+    """Restart the pipeline."""
+
+
+class SetCommand(_Command):
+    """Change live settings."""
+
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=1)
+
+
+class SnapshotCommand(_Command):
+    """Publish a JPEG of the last frame."""
+
+    topic: str | None = Field(default=None, pattern=r"^[^#+]+$")
+
+
+class InstallCommand(_Command):
+    """Install a bundle by path or URL through the verified install."""
+
+    path: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    force: bool = False
+
+
+COMMANDS: dict[str, type[_Command]] = {
+    "ping": PingCommand,
+    "reload": ReloadCommand,
+    "restart": RestartCommand,
+    "set": SetCommand,
+    "snapshot": SnapshotCommand,
+    "install": InstallCommand,
+}
+DEFAULT_ALLOWED = frozenset(COMMANDS)
+Status = Literal["online", "offline", "stopped"]

@@ -1,0 +1,202 @@
+"""The MQTT service of one daemon: connection, spool, forwarder, events sink,
+telemetry, commands and Home Assistant discovery, started and stopped together.
+
+    service = attach(daemon)        # opens the spool; service.sink goes into the sinks
+    service.start()                 # after daemon.start(): connect, birth, info, telemetry
+    ...
+    service.stop()                  # after daemon.stop(): drain (bounded), 'stopped', close
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from edge.config import MqttSettings, SpoolSettings
+from edge.mqtt.commands import Commands, result_payload
+from edge.mqtt.connection import Backoff, Connection
+from edge.mqtt.discovery import discovery_configs
+from edge.mqtt.forwarder import Forwarder
+from edge.mqtt.sink import MqttEventSink, Report
+from edge.mqtt.spool import Spool
+from edge.mqtt.telemetry import DaemonView, ProcessStats, info_payload, model_identity
+from edge.mqtt.telemetry import telemetry_payload as build_telemetry
+from edge.mqtt.topics import HA_PREFIX, Topics
+
+log = logging.getLogger(__name__)
+DRAIN_TIMEOUT_S = 5.0
+
+
+class MqttService:
+    def __init__(
+        self,
+        daemon: DaemonView,
+        *,
+        mqtt: MqttSettings | None = None,
+        spool: SpoolSettings | None = None,
+        client_id: str | None = None,
+        backoff: Backoff | None = None,
+        report: Report = "notable",
+        min_score: float = 0.5,
+        commands: Iterable[str] | None = None,
+        spool_telemetry: bool = False,
+        discovery: bool = True,
+        discovery_prefix: str = HA_PREFIX,
+        window: int = 100,
+        telemetry_interval_s: float | None = None,
+        profile: str | None = None,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
+    ) -> None:
+        config = daemon.config
+        self.daemon = daemon
+        self.settings = mqtt or config.mqtt
+        spool_settings = spool or config.spool
+        self.topics = Topics(self.settings.base_topic, config.device, discovery_prefix)
+        self.spool = Spool(
+            spool_settings.path or Path(config.root) / "spool.sqlite",
+            max_bytes=spool_settings.max_bytes,
+            when_full=spool_settings.when_full,
+        )
+        self.connection = Connection(
+            self.settings, self.topics, client_id=client_id, backoff=backoff
+        )
+        self.forwarder = Forwarder(self.spool, self.connection, window=window)
+        self.sink = MqttEventSink(
+            self.spool,
+            self.topics.events,
+            wake=self.forwarder.wake,
+            report=report,
+            min_score=min_score,
+        )
+        self.commands = Commands(daemon, allowed=commands)
+        self.spool_telemetry = spool_telemetry
+        self.discovery = discovery
+        self.interval_s = telemetry_interval_s or config.telemetry_interval_s
+        self.profile = profile
+        self.drain_timeout_s = drain_timeout_s
+        self._stats = ProcessStats()
+        self._identity: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> MqttService:
+        conn = self.connection
+        conn.subscribe(self.topics.commands, self._on_command)
+        if self.discovery:
+            conn.subscribe(self.topics.ha_status, self._on_ha_status)
+        conn.on_connect(self._on_connected)
+        self.forwarder.start()
+        conn.start()
+        self._thread = threading.Thread(target=self._telemetry_loop, name="mqtt-telemetry")
+        self._thread.daemon = True
+        self._thread.start()
+        self._started = True
+        log.info(
+            "mqtt: publishing under %s/ (status, info, telemetry every %g s, events); "
+            "commands on %s",
+            self.topics.root,
+            self.interval_s,
+            self.topics.commands,
+        )
+        return self
+
+    def stop(self) -> None:
+        """Publish what is spooled (at most drain_timeout_s), then 'stopped'; idempotent."""
+        if not self._started:
+            self.spool.close()
+            return
+        self._started = False
+        self._stop.set()
+        self.forwarder.wake()
+        deadline = time.monotonic() + self.drain_timeout_s
+        while (
+            self.connection.connected.is_set()
+            and not self.forwarder.drained()
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        self.forwarder.stop()
+        self.connection.stop(status="stopped")
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        left = self.spool.stats()["depth"]
+        if left:
+            log.warning(
+                "mqtt: %d event(s) stay spooled in %s for the next start", left, self.spool.path
+            )
+        self.spool.close()
+
+    # -- what is published --------------------------------------------------------------
+    def publish_info(self) -> None:
+        self._identity = model_identity(self.daemon)
+        seq = self.spool.next_seq("info")
+        payload = info_payload(self.daemon, seq, profile=self.profile).to_json()
+        self.connection.publish(self.topics.info, payload, qos=1, retain=True)
+
+    def publish_discovery(self) -> None:
+        model = (self._identity or (None, None))[0]
+        name = f"{model['name']} {model['version']}" if model else None
+        for topic, payload in discovery_configs(self.topics, model=name).items():
+            self.connection.publish(topic, payload, qos=1, retain=True)
+
+    def publish_telemetry(self) -> None:
+        try:
+            snapshot = self.daemon.measurements()
+        except AssertionError:  # the daemon's pipeline is not built yet
+            snapshot = {}
+        uptime = time.monotonic() - self.daemon.started_at
+        stats = self.spool.stats()
+
+        def build(seq: int) -> bytes:
+            return build_telemetry(
+                snapshot, seq, stats=self._stats, uptime_s=uptime, spool=stats
+            ).to_json()
+
+        if self.spool_telemetry:
+            self.spool.append("telemetry", self.topics.telemetry, build, qos=self.settings.qos)
+            self.forwarder.wake()
+        else:
+            seq = self.spool.next_seq("telemetry")
+            self.connection.publish(self.topics.telemetry, build(seq), qos=self.settings.qos)
+
+    def _telemetry_loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if model_identity(self.daemon) != self._identity:
+                    self.publish_info()  # reloaded: a new model or delegate
+                self.publish_telemetry()
+            except Exception:  # telemetry must never take the daemon down
+                log.exception("mqtt: telemetry failed; trying again in %g s", self.interval_s)
+
+    # -- paho's thread ------------------------------------------------------------------
+    def _on_connected(self) -> None:
+        self.publish_info()
+        if self.discovery:
+            self.publish_discovery()
+
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.strip() == b"online":
+            log.info("mqtt: Home Assistant is online; sending discovery again")
+            self.publish_discovery()
+
+    def _on_command(self, topic: str, payload: bytes) -> None:
+        name = self.topics.command_name(topic)
+        if name is None:
+            return
+        outcome = self.commands.execute(name, payload)
+        log.info("mqtt: command %s: %s", name, "ok" if outcome.ok else outcome.error)
+        seq = self.spool.next_seq("cmd_result")
+        body = result_payload(name, outcome, seq).to_json()
+        self.connection.publish(self.topics.command_result(name), body, qos=1)
+
+
+def attach(daemon: DaemonView, **options: Any) -> MqttService:
+    """The MQTT service for ``daemon`` from its config (``mqtt``, ``spool``,
+    ``telemetry_interval_s``); keyword options as :class:`MqttService`. Not started."""
+    return MqttService(daemon, **options)

@@ -1,0 +1,146 @@
+"""The retained ``info`` and the periodic ``telemetry`` payloads, read from the daemon.
+
+``DaemonView`` is what the MQTT service needs from the daemon; ``edge.daemon.Daemon``
+has it. The model and runtime come from the daemon's model spec and runner when they
+exist (``info`` is sent again when they change, e.g. after a reload).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge.config import EdgeConfig
+from edge.mqtt.schemas import (
+    INFO_SCHEMA,
+    TELEMETRY_SCHEMA,
+    InfoPayload,
+    SpoolStats,
+    StageLatency,
+    TelemetryPayload,
+)
+
+THERMAL = Path("/sys/class/thermal")
+RUNTIME_PACKAGES = ("edge-inference", "ai-edge-litert", "tflite-runtime", "numpy", "paho-mqtt")
+
+
+class DaemonView(Protocol):
+    config: EdgeConfig
+    started_at: float  # time.monotonic() at construction
+
+    def measurements(self) -> dict[str, Any]: ...
+
+    def request_reload(self) -> None: ...
+
+
+def model_identity(daemon: DaemonView) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(model, runtime) as the daemon has them now; None before it has started."""
+    spec = getattr(daemon, "_spec", None)
+    runner = getattr(daemon, "_runner", None)
+    model = spec.to_dict() if spec is not None else None
+    runtime = None
+    if runner is not None:
+        described = runner.describe()
+        runtime = {
+            key: described[key]
+            for key in ("backend", "threads", "chain", "delegate", "fell_back", "attempts")
+            if key in described
+        }
+    return model, runtime
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in RUNTIME_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def info_payload(daemon: DaemonView, seq: int, *, profile: str | None = None) -> InfoPayload:
+    model, runtime = model_identity(daemon)
+    return InfoPayload.model_validate(
+        {
+            "schema": INFO_SCHEMA,
+            "ts": time.time(),
+            "seq": seq,
+            "device": daemon.config.device,
+            "model": model,
+            "runtime": runtime,
+            "versions": versions(),
+            "profile": profile,
+        }
+    )
+
+
+class ProcessStats:
+    """CPU percent since the previous call, RSS and the hottest thermal zone."""
+
+    def __init__(self) -> None:
+        self._last = (time.monotonic(), _cpu_seconds())
+
+    def cpu_percent(self) -> float | None:
+        now, cpu = time.monotonic(), _cpu_seconds()
+        (then, before), self._last = self._last, (now, cpu)
+        if now <= then:
+            return None
+        return round(100.0 * (cpu - before) / (now - then), 2)
+
+    @staticmethod
+    def rss_mb() -> float | None:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 2)
+
+    @staticmethod
+    def temperature_c() -> float | None:
+        readings = []
+        for zone in THERMAL.glob("thermal_zone*/temp"):
+            try:
+                readings.append(int(zone.read_text().strip()) / 1000.0)
+            except (OSError, ValueError):
+                continue
+        return max(readings) if readings else None
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def telemetry_payload(
+    snapshot: dict[str, Any],
+    seq: int,
+    *,
+    stats: ProcessStats,
+    uptime_s: float,
+    spool: dict[str, int] | None,
+) -> TelemetryPayload:
+    stages = {
+        name: StageLatency.model_validate(values)
+        for name, values in snapshot.get("stages", {}).items()
+    }
+    return TelemetryPayload.model_validate(
+        {
+            "schema": TELEMETRY_SCHEMA,
+            "ts": time.time(),
+            "seq": seq,
+            "fps": float(snapshot.get("fps", 0.0)),
+            "stages": stages,
+            "counters": {k: int(v) for k, v in snapshot.get("counters", {}).items()},
+            "queue_depth": {k: int(v) for k, v in snapshot.get("queue_depth", {}).items()},
+            "cpu_percent": stats.cpu_percent(),
+            "rss_mb": stats.rss_mb(),
+            "temperature_c": stats.temperature_c(),
+            "uptime_s": round(uptime_s, 3),
+            "spool": SpoolStats.model_validate(spool) if spool is not None else None,
+        }
+    )

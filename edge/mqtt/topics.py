@@ -1,0 +1,62 @@
+"""Contract 3: every topic the device publishes to or listens on, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HA_PREFIX = "homeassistant"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic tree under ``<base>/<device>/``."""
+
+    base: str
+    device: str
+    discovery_prefix: str = HA_PREFIX
+
+    @property
+    def root(self) -> str:
+        return f"{self.base}/{self.device}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.root}/status"
+
+    @property
+    def info(self) -> str:
+        return f"{self.root}/info"
+
+    @property
+    def telemetry(self) -> str:
+        return f"{self.root}/telemetry"
+
+    @property
+    def events(self) -> str:
+        return f"{self.root}/events"
+
+    @property
+    def commands(self) -> str:
+        """The subscription for every command: ``cmd/+`` (results are one level deeper)."""
+        return f"{self.root}/cmd/+"
+
+    def command(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}"
+
+    def command_result(self, name: str) -> str:
+        return f"{self.root}/cmd/{name}/result"
+
+    def command_name(self, topic: str) -> str | None:
+        """``reload`` for ``<root>/cmd/reload``; None for any other topic."""
+        prefix = f"{self.root}/cmd/"
+        if not topic.startswith(prefix):
+            return None
+        name = topic[len(prefix) :]
+        return name if name and "/" not in name else None
+
+    @property
+    def ha_status(self) -> str:
+        return f"{self.discovery_prefix}/status"
+
+    def ha_config(self, component: str, object_id: str) -> str:
+        return f"{self.discovery_prefix}/{component}/{self.device}/{object_id}/config"
