@@ -34,9 +34,11 @@ format: $(STAMP)
 $(DEMO)/digits.avi: packager/samples.py | $(STAMP)
 	$(PY) -m packager.samples $(DEMO)
 
+# With no broker in the config, examples/demo.py starts a local mosquitto (if installed)
+# on a free loopback port for the run and prints how to watch the topics.
 demo: $(DEMO)/digits.avi
 	$(VENV)/bin/edge info
-	$(VENV)/bin/edge run --config examples/demo.yaml --report-every 2
+	$(PY) examples/demo.py --config examples/demo.yaml --report-every 2
 
 # Runtime overhead against the raw interpreter, the bench table for digits and MobileNetV2,
 # and the daemon against the raw and the naive loop.
@@ -46,6 +48,7 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
 # make package MODEL=... DEVICE=... [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
+#              [RECIPE=examples/digits-recipe.yaml]   (distill -> prune -> quantize -> gate)
 # Defaults package the demo's digits model for this machine's kind of device. Without KEY a
 # development key pair is made under build/keys (copy its .pub to a device's trusted keys).
 MODEL ?= $(DEMO)/digits.keras
@@ -54,6 +57,7 @@ QUANT ?= auto
 CALIB ?= $(DEMO)/digits-train.npz
 EVAL ?= $(DEMO)/digits-test.npz
 MAX_DROP ?= 1
+RECIPE ?=
 VERSION ?= 1
 KEY ?= $(BUILD)/keys/dev.key
 DIST ?= dist
@@ -66,8 +70,9 @@ $(DEMO)/digits.keras: | $(STAMP)
 	$(PY) -m packager.samples $(DEMO)
 
 package: $(KEY) $(if $(filter $(DEMO)/%,$(MODEL)),$(DEMO)/digits.keras)
-	$(VENV)/bin/packager build $(MODEL) --device $(DEVICE) --quant $(QUANT) \
-		$(if $(CALIB),--calib $(CALIB)) $(if $(EVAL),--eval $(EVAL) --max-drop $(MAX_DROP)) \
+	$(VENV)/bin/packager build $(MODEL) --device $(DEVICE) $(if $(RECIPE),--recipe $(RECIPE), \
+		--quant $(QUANT) $(if $(CALIB),--calib $(CALIB)) \
+		$(if $(EVAL),--eval $(EVAL) --max-drop $(MAX_DROP))) \
 		--version $(VERSION) --key $(KEY) -o $(DIST) $(PACKAGE_FLAGS)
 
 # make deploy HOST=user@host[:port] [BUNDLE=...] [DEPLOY_FLAGS="--provision --sudo ..."]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle.manifest import TASKS
+from packager.compress_commands import add_recipe_option, build_from_recipe
 
 __all__ = ["add_build", "add_keygen", "add_profiles", "add_sign", "add_verify"]
 
@@ -73,6 +74,7 @@ def add_build(sub: Any) -> None:
     )
     p.add_argument("-o", "--out-dir", type=Path, default=Path("dist"), help="default: dist/")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_recipe_option(p)
     p.set_defaults(handler=_cmd_build)
 
 
@@ -89,15 +91,10 @@ def _accuracy(evaluation: Any) -> str:
     return f"{_percent(evaluation.quantized)} (source {_percent(evaluation.reference)}{drop})"
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from edge.profiles import load_profile
+def _build(args: argparse.Namespace, profile: Any, console: Any) -> Any:
     from packager.bundle import build_bundle
 
-    console = _console(stderr=args.json)
-    profile = load_profile(args.device)
-    built = build_bundle(
+    return build_bundle(
         model=args.model,
         profile=profile,
         out_dir=args.out_dir,
@@ -115,6 +112,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
         allow_uncompiled=args.allow_uncompiled,
         console=console,
     )
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from edge.profiles import load_profile
+
+    console = _console(stderr=args.json)
+    profile = load_profile(args.device)
+    if args.recipe is not None:
+        built = build_from_recipe(
+            args, profile=profile, console=console, preprocess=_load_preprocess(args.preprocess)
+        )
+    else:
+        built = _build(args, profile, console)
     s, m = built.summary, built.manifest
     if args.json:
         print(json.dumps({"summary": s, "manifest": m.model_dump(mode="json")}))

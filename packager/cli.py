@@ -16,6 +16,7 @@ from typing import Any
 
 from edge.cli_support import make_parser, run
 from packager import __version__, bundle_commands
+from packager.compress_commands import add_distill, add_prune
 from packager.deploy_commands import add_deploy
 
 
@@ -230,6 +231,8 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     bundle_commands.add_verify,
     bundle_commands.add_profiles,
     add_deploy,
+    add_prune,
+    add_distill,
 )
 
 
