@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import ConfigError
 from edge.pipeline.config import PipelineConfig
@@ -61,16 +68,45 @@ class TlsSettings(_Settings):
     insecure: bool = False  # skip hostname checks: for test brokers only
 
 
+CommandName = Literal["ping", "reload", "restart", "set", "snapshot", "install"]
+# Commands that change neither what leaves the device nor the software it runs:
+# snapshot (camera images off the device) and install (new software) are opt-in.
+SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "reload", "restart", "set")
+TOPIC_PART = r"^[^#+]+$"
+
+
 class MqttSettings(_Settings):
+    """``mqtt:`` in edge.yaml; docs/mqtt.md explains every key."""
+
     enabled: bool = False
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
     tls: TlsSettings | None = None
     username: str | None = None
     password_file: Path | None = None  # read at connect time, never logged
-    base_topic: str = Field(default="edge", pattern=r"^[^#+]+$")
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)  # edge-<device>
+    base_topic: str = Field(default="edge", pattern=TOPIC_PART)
     keepalive_s: int = Field(default=60, ge=5)
-    qos: Literal[0, 1] = 1
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    qos: Literal[0, 1] = 1  # telemetry; events, status, info and results are QoS 1
+    events: Literal["all", "notable"] = "notable"
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)  # notable classification
+    spool_telemetry: bool = False
+    discovery: bool = True
+    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PART)
+    commands: list[CommandName] = Field(default_factory=lambda: list(SAFE_COMMANDS))
+    install_max_mb: float = Field(default=256.0, gt=0)  # a bundle downloaded by 'install'
+    install_allow_http: bool = False  # 'install' by URL: https only unless set
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s:g}) is above reconnect_max_s "
+                f"({self.reconnect_max_s:g}); the backoff doubles from min up to max"
+            )
+        return self
 
 
 class SpoolSettings(_Settings):

@@ -8,34 +8,47 @@ sinks, prints a line of measurements every few seconds, and answers signals:
   before anything changes; if it fails, the old one keeps running and the reason is
   logged and kept in ``last_reload_error``. A changed model alone is swapped between
   batches; a changed source, pipeline, sinks or postprocessing restarts the pipeline.
+
+Remote control (edge/mqtt) calls :meth:`Daemon.apply_settings`, :meth:`Daemon.restart`,
+:meth:`Daemon.install` and :meth:`Daemon.last_frame` from its own thread; every change
+to the pipeline holds one lock, so they and a SIGHUP reload never overlap.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from edge.bench import peak_rss_mb
 from edge.config import EdgeConfig, load_config
+from edge.control import (
+    ControlError,
+    FirstResult,
+    LivePostprocess,
+    install_and_reload,
+    live_postprocess_config,
+    load_model_for,
+    status_line,
+)
+from edge.control import install_signal_handlers as install_signal_handlers  # for edge.cli
 from edge.errors import EdgeError
-from edge.model_spec import ModelSpec, resolve_model
+from edge.model_spec import ModelSpec
 from edge.mqtt import MqttService, attach
 from edge.pipeline import Pipeline
 from edge.pipeline.stages import frame_geometry, frame_preprocess
-from edge.postprocess import check_outputs, make_postprocess
+from edge.postprocess import make_postprocess
 from edge.preprocess import Quantization, spec_for_input
-from edge.runtime import ModelRunner, load_model
+from edge.runtime import ModelRunner
 from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
 from edge.sources.factory import RetryingSource, make_source
+from edge.sources.frames import Frame
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 5.0
@@ -80,32 +93,16 @@ class Daemon:
         self._source: RetryingSource | None = None
         self._sinks: list[Sink] = []
         self._pipeline: Pipeline | None = None
+        self._post: LivePostprocess | None = None
+        self._live: dict[str, Any] = {}  # 'set' values, applied over the model's postprocess
+        self._control = threading.RLock()  # held by every change to the running pipeline
+        self._running = False
         # MQTT telemetry, events through a disk spool, commands (docs/mqtt.md).
         self.mqtt: MqttService | None = attach(self) if config.mqtt.enabled else None
 
     # -- building -----------------------------------------------------------------------
     def _model(self, config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
-        if config.bundle is None:
-            raise EdgeError(
-                "no model: set 'bundle' in the config (current, a bundle folder "
-                "or a .tflite) or pass one to 'edge run'"
-            )
-        spec = resolve_model(
-            config.bundle,
-            root=config.root,
-            preprocess=config.preprocess,
-            postprocess=config.postprocess,
-        )
-        runtime = config.runtime
-        runner = load_model(
-            spec.model_path,
-            delegates=runtime.delegates,
-            threads=runtime.threads,
-            require_full_delegation=runtime.require_full_delegation,
-            backend=runtime.backend,
-        )
-        check_outputs(spec.postprocess, runner.outputs)
-        return spec, runner
+        return load_model_for(config)
 
     def _quant(self, spec: ModelSpec, runner: ModelRunner) -> Quantization | None:
         """Image models with an 8-bit input get frames quantized in the preprocessing pass;
@@ -123,16 +120,27 @@ class Daemon:
         self, spec: ModelSpec, runner: ModelRunner, source: RetryingSource, sinks: list[Sink]
     ) -> Pipeline:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
+        post = LivePostprocess(self._postprocess(spec, runner, self._live))
+        if self._post is not None:
+            post.last_frame = self._post.last_frame
+        self._post = post
         return Pipeline(
             runner,
             preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
-            postprocess=make_postprocess(
-                spec.postprocess, geometry_for=frame_geometry(spec.preprocess, size)
-            ),
-            sinks=[_FirstResult(self), *sinks],
+            postprocess=post,
+            sinks=[FirstResult(self), *sinks],
             config=self.config.pipeline,
             live=source.live,
+            # the counters go on across restarts (telemetry, --max-frames)
+            metrics=self._pipeline.metrics if self._pipeline is not None else None,
         )
+
+    def _postprocess(
+        self, spec: ModelSpec, runner: ModelRunner, live: dict[str, Any]
+    ) -> Callable[..., Any]:
+        size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
+        config = live_postprocess_config(spec.postprocess, live) if live else spec.postprocess
+        return make_postprocess(config, geometry_for=frame_geometry(spec.preprocess, size))
 
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)
@@ -141,6 +149,7 @@ class Daemon:
         self._pipeline = self._pipeline_for(self._spec, self._runner, self._source, self._sinks)
         self._source.open()
         self._pipeline.start().feed(self._source)
+        self._running = True
         if self.mqtt is not None:
             self.mqtt.start()
         self.status(
@@ -157,8 +166,70 @@ class Daemon:
     def request_reload(self) -> None:
         self._reload.set()
 
+    def describe(self) -> dict[str, Any]:
+        """The model (spec), the runner (delegate in use, why others were skipped) and the
+        live postprocess settings; None for what is not loaded yet. Takes no lock, so
+        telemetry goes on during a restart or an install."""
+        spec, runner, live = self._spec, self._runner, self._live
+        settings = None
+        if spec is not None:
+            post = live_postprocess_config(spec.postprocess, live)
+            settings = {"threshold": post.threshold, "top_k": post.top_k}
+        return {
+            "device": self.config.device,
+            "model": spec.to_dict() if spec is not None else None,
+            "runtime": runner.describe() if runner is not None else None,
+            "postprocess": settings,
+            "running": self._running,
+        }
+
+    def _check_running(self, what: str) -> None:
+        if not self._running or self._spec is None or self._runner is None:
+            raise ControlError(f"the daemon is not running (starting or stopping); {what} refused")
+
+    def apply_settings(self, **values: Any) -> dict[str, Any]:
+        """Change threshold and/or top_k from the next result on, without restarting or
+        dropping a frame; kept across reloads until the daemon exits. ControlError (and
+        nothing changed) for unknown keys or values out of range."""
+        with self._control:
+            self._check_running("set")
+            assert self._spec is not None and self._runner is not None and self._post
+            live = {**self._live, **values}
+            postprocess = self._postprocess(self._spec, self._runner, live)  # validates
+            self._post.swap(postprocess)
+            self._live = live
+            applied = self.describe()["postprocess"]
+        self.status(f"live settings: {applied}")
+        return dict(applied or {})
+
+    def restart(self) -> None:
+        """Stop the pipeline (drained, at most 5 s) and start a new one with the same model,
+        source and sinks; queued frames are processed first."""
+        with self._control:
+            self._check_running("restart")
+            assert self._spec is not None and self._runner is not None
+            self._restart(self.config, self._spec, self._runner)
+        self.status("pipeline restarted")
+
+    def last_frame(self) -> Frame | None:
+        """The newest frame that went through the model (a reference, not a copy)."""
+        return self._post.last_frame if self._post is not None else None
+
+    def install(self, path: Path, *, force: bool = False) -> dict[str, Any]:
+        """Install a bundle (verified, self-tested; edge.install) into this daemon's root
+        with its trusted keys, then reload; errors are the installer's."""
+        with self._control:
+            self._check_running("install")
+            return install_and_reload(self, path, force=force)
+
     def reload(self) -> bool:
         """Apply the config file and the model again; keep the old ones if anything fails."""
+        with self._control:
+            if not self._running:
+                return False
+            return self._apply_reload()
+
+    def _apply_reload(self) -> bool:
         assert self._pipeline is not None and self._source is not None  # started
         try:
             config = load_config(self.config_path) if self.config_path else self.config
@@ -214,11 +285,13 @@ class Daemon:
     def stop(self) -> bool:
         """Drain and stop everything; True when it all stopped within the bound."""
         clean = True
-        if self._pipeline is not None:
-            if self._source is not None:
-                self._source.close()  # an OpenCV read cannot be interrupted otherwise
-            clean = self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
-        self._close_sinks()
+        with self._control:
+            self._running = False
+            if self._pipeline is not None:
+                if self._source is not None:
+                    self._source.close()  # an OpenCV read cannot be interrupted otherwise
+                clean = self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
+            self._close_sinks()
         if self._pipeline is not None:
             summary = {
                 "counters": self._pipeline.metrics.snapshot()["counters"],
@@ -239,17 +312,8 @@ class Daemon:
         return self._pipeline.metrics.snapshot()
 
     def _report(self) -> None:
-        snap = self.measurements()
-        stages = snap.get("stages", {})
-        inference = stages.get("inference", {})
-        counters = snap.get("counters", {})
-        self.status(
-            f"fps {snap.get('fps', 0):.1f} | inference p50 {inference.get('p50_ms') or 0:.2f} "
-            f"p95 {inference.get('p95_ms') or 0:.2f} ms | processed {counters.get('processed', 0)}"
-            f" dropped {counters.get('dropped', 0)} errors {counters.get('errors', 0)} | queue "
-            f"{snap.get('queue_depth', {}).get('frames', 0)}/{self.config.pipeline.queue_size}"
-            f" | source {self._source.state if self._source else '-'}"
-        )
+        source = self._source.state if self._source else "-"
+        self.status(status_line(self.measurements(), self.config.pipeline.queue_size, source))
 
     def _limit_reached(self) -> bool:
         elapsed = time.monotonic() - self.started_at
@@ -270,7 +334,11 @@ class Daemon:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
-                if self._pipeline.wait_source(timeout=0.1):
+                pipeline = self._pipeline
+                if pipeline.wait_source(timeout=0.1):
+                    with self._control:  # a restart stops the old pipeline's capture too
+                        if pipeline is not self._pipeline:
+                            continue
                     self.status(f"source {self._source.description if self._source else ''} ended")
                     break
                 if self._limit_reached():
@@ -285,38 +353,3 @@ class Daemon:
             log.error("stopped on an error: %s", error)
             return 1
         return 0 if clean else 1
-
-
-class _FirstResult:
-    """Notes when the first result leaves the pipeline (start-up time is measured)."""
-
-    name = "first-result"
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    def handle(self, result: Any) -> None:
-        if self._daemon.first_result_s is None:
-            self._daemon.first_result_s = time.monotonic() - self._daemon.started_at
-
-    def flush(self) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-def install_signal_handlers(daemon: Daemon) -> None:
-    """SIGTERM/SIGINT stop (drained), SIGHUP reloads; the handlers only set flags."""
-
-    def on_stop(signum: int, frame: FrameType | None) -> None:
-        log.info("%s: stopping", signal.Signals(signum).name)
-        daemon.request_stop()
-
-    def on_reload(signum: int, frame: FrameType | None) -> None:
-        log.info("SIGHUP: reloading")
-        daemon.request_reload()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_reload)

@@ -8,9 +8,11 @@ Inbound command payloads are strict: unknown keys and wrong types are refused.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from edge.config import SAFE_COMMANDS, CommandName
 
 INFO_SCHEMA = "edge.info/1"
 TELEMETRY_SCHEMA = "edge.telemetry/1"
@@ -109,16 +111,16 @@ class RestartCommand(_Command):
 
 
 class SetCommand(_Command):
-    """Change live settings."""
+    """Change live settings (kept until the daemon exits; edge.yaml is not written)."""
 
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=1)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
+    top_k: int | None = Field(default=None, ge=1, le=1000)
 
 
 class SnapshotCommand(_Command):
-    """Publish a JPEG of the last frame."""
+    """Publish a JPEG of the last frame on ``<base>/<device>/snapshot``."""
 
-    topic: str | None = Field(default=None, pattern=r"^[^#+]+$")
+    quality: int = Field(default=90, ge=1, le=100)
 
 
 class InstallCommand(_Command):
@@ -137,5 +139,7 @@ COMMANDS: dict[str, type[_Command]] = {
     "snapshot": SnapshotCommand,
     "install": InstallCommand,
 }
-DEFAULT_ALLOWED = frozenset(COMMANDS)
+DEFAULT_ALLOWED = frozenset(SAFE_COMMANDS)
+if set(COMMANDS) != set(get_args(CommandName)):  # the config's allow-list names these
+    raise RuntimeError("edge.config.CommandName and edge.mqtt.schemas.COMMANDS disagree")
 Status = Literal["online", "offline", "stopped"]

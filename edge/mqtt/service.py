@@ -5,30 +5,36 @@ telemetry, commands and Home Assistant discovery, started and stopped together.
     service.start()                 # after daemon.start(): connect, birth, info, telemetry
     ...
     service.stop()                  # after daemon.stop(): drain (bounded), 'stopped', close
+
+Everything a user sets is read from the daemon's config (``mqtt``, ``spool``,
+``telemetry_interval_s``; docs/mqtt.md). Commands run one at a time on their own thread,
+in arrival order, so a restart or an install never blocks paho's network thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from edge.config import MqttSettings, SpoolSettings
-from edge.mqtt.commands import Commands, result_payload
+from edge.mqtt.commands import SNAPSHOT_QOS, Commands, Outcome, result_payload
 from edge.mqtt.connection import Backoff, Connection
 from edge.mqtt.discovery import discovery_configs
 from edge.mqtt.forwarder import Forwarder
-from edge.mqtt.sink import MqttEventSink, Report
+from edge.mqtt.sink import MqttEventSink
 from edge.mqtt.spool import Spool
 from edge.mqtt.telemetry import DaemonView, ProcessStats, info_payload, model_identity
 from edge.mqtt.telemetry import telemetry_payload as build_telemetry
-from edge.mqtt.topics import HA_PREFIX, Topics
+from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 5.0
+COMMAND_QUEUE = 16  # commands waiting to run; more are refused with a 'busy' result
 
 
 class MqttService:
@@ -38,14 +44,6 @@ class MqttService:
         *,
         mqtt: MqttSettings | None = None,
         spool: SpoolSettings | None = None,
-        client_id: str | None = None,
-        backoff: Backoff | None = None,
-        report: Report = "notable",
-        min_score: float = 0.5,
-        commands: Iterable[str] | None = None,
-        spool_telemetry: bool = False,
-        discovery: bool = True,
-        discovery_prefix: str = HA_PREFIX,
         window: int = 100,
         telemetry_interval_s: float | None = None,
         profile: str | None = None,
@@ -55,26 +53,38 @@ class MqttService:
         self.daemon = daemon
         self.settings = mqtt or config.mqtt
         spool_settings = spool or config.spool
-        self.topics = Topics(self.settings.base_topic, config.device, discovery_prefix)
+        settings = self.settings
+        self.topics = Topics(settings.base_topic, config.device, settings.discovery_prefix)
         self.spool = Spool(
             spool_settings.path or Path(config.root) / "spool.sqlite",
             max_bytes=spool_settings.max_bytes,
             when_full=spool_settings.when_full,
         )
         self.connection = Connection(
-            self.settings, self.topics, client_id=client_id, backoff=backoff
+            settings,
+            self.topics,
+            client_id=settings.client_id,
+            backoff=Backoff(settings.reconnect_min_s, settings.reconnect_max_s),
         )
         self.forwarder = Forwarder(self.spool, self.connection, window=window)
         self.sink = MqttEventSink(
             self.spool,
             self.topics.events,
             wake=self.forwarder.wake,
-            report=report,
-            min_score=min_score,
+            report=settings.events,
+            min_score=settings.min_score,
         )
-        self.commands = Commands(daemon, allowed=commands)
-        self.spool_telemetry = spool_telemetry
-        self.discovery = discovery
+        self.commands = Commands(
+            daemon,
+            allowed=settings.commands,
+            topics=self.topics,
+            max_download_bytes=int(settings.install_max_mb * 2**20),
+            allow_http=settings.install_allow_http,
+        )
+        self._pending: queue.Queue[tuple[str, bytes] | None] = queue.Queue(COMMAND_QUEUE)
+        self._worker: threading.Thread | None = None
+        self.spool_telemetry = settings.spool_telemetry
+        self.discovery = settings.discovery
         self.interval_s = telemetry_interval_s or config.telemetry_interval_s
         self.profile = profile
         self.drain_timeout_s = drain_timeout_s
@@ -96,6 +106,9 @@ class MqttService:
         self._thread = threading.Thread(target=self._telemetry_loop, name="mqtt-telemetry")
         self._thread.daemon = True
         self._thread.start()
+        self._worker = threading.Thread(target=self._command_loop, name="mqtt-commands")
+        self._worker.daemon = True
+        self._worker.start()
         self._started = True
         log.info(
             "mqtt: publishing under %s/ (status, info, telemetry every %g s, events); "
@@ -113,6 +126,7 @@ class MqttService:
             return
         self._started = False
         self._stop.set()
+        self._stop_commands()
         self.forwarder.wake()
         deadline = time.monotonic() + self.drain_timeout_s
         while (
@@ -189,14 +203,45 @@ class MqttService:
         name = self.topics.command_name(topic)
         if name is None:
             return
-        outcome = self.commands.execute(name, payload)
+        try:
+            self._pending.put_nowait((name, payload))
+        except queue.Full:
+            busy = f"busy: {COMMAND_QUEUE} commands are waiting; send it again later"
+            self._answer(name, Outcome(False, busy))
+
+    # -- the commands' thread -----------------------------------------------------------
+    def _command_loop(self) -> None:
+        while (item := self._pending.get()) is not None:
+            name, payload = item
+            try:
+                self._answer(name, self.commands.execute(name, payload))
+            except Exception:  # the next command must still be answered
+                log.exception("mqtt: command %s could not be answered", name)
+
+    def _answer(self, name: str, outcome: Outcome) -> None:
         log.info("mqtt: command %s: %s", name, "ok" if outcome.ok else outcome.error)
+        for topic, body in outcome.publish:
+            self.connection.publish(topic, body, qos=SNAPSHOT_QOS)
         seq = self.spool.next_seq("cmd_result")
-        body = result_payload(name, outcome, seq).to_json()
-        self.connection.publish(self.topics.command_result(name), body, qos=1)
+        result = result_payload(name, outcome, seq).to_json()
+        self.connection.publish(self.topics.command_result(name), result, qos=1)
+
+    def _stop_commands(self) -> None:
+        """Let the running and the waiting commands finish (a stopping daemon refuses
+        them: error results), then end the thread."""
+        while True:
+            try:
+                self._pending.put_nowait(None)
+                break
+            except queue.Full:  # drop the oldest waiting command to make room
+                with contextlib.suppress(queue.Empty):
+                    self._pending.get_nowait()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
 
 
 def attach(daemon: DaemonView, **options: Any) -> MqttService:
     """The MQTT service for ``daemon`` from its config (``mqtt``, ``spool``,
-    ``telemetry_interval_s``); keyword options as :class:`MqttService`. Not started."""
+    ``telemetry_interval_s``). ``options`` are :class:`MqttService`'s tuning knobs
+    (window, telemetry_interval_s, profile, drain_timeout_s). Not started."""
     return MqttService(daemon, **options)

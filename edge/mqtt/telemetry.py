@@ -1,8 +1,8 @@
 """The retained ``info`` and the periodic ``telemetry`` payloads, read from the daemon.
 
 ``DaemonView`` is what the MQTT service needs from the daemon; ``edge.daemon.Daemon``
-has it. The model and runtime come from the daemon's model spec and runner when they
-exist (``info`` is sent again when they change, e.g. after a reload).
+has it. The model and runtime come from ``daemon.describe()`` (``info`` is sent again
+when they change: a reload, an install, a ``set`` of the live settings).
 """
 
 from __future__ import annotations
@@ -23,28 +23,43 @@ from edge.mqtt.schemas import (
     StageLatency,
     TelemetryPayload,
 )
+from edge.sources.frames import Frame
 
 THERMAL = Path("/sys/class/thermal")
 RUNTIME_PACKAGES = ("edge-inference", "ai-edge-litert", "tflite-runtime", "numpy", "paho-mqtt")
 
 
 class DaemonView(Protocol):
+    """What the MQTT service reads and the commands call (edge.daemon.Daemon)."""
+
     config: EdgeConfig
     started_at: float  # time.monotonic() at construction
 
     def measurements(self) -> dict[str, Any]: ...
 
+    def describe(self) -> dict[str, Any]: ...  # model, runtime, postprocess (or None)
+
     def request_reload(self) -> None: ...
+
+    def apply_settings(self, **values: Any) -> dict[str, Any]: ...
+
+    def restart(self) -> None: ...
+
+    def last_frame(self) -> Frame | None: ...
+
+    def install(self, path: Path, *, force: bool = False) -> dict[str, Any]: ...
 
 
 def model_identity(daemon: DaemonView) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(model, runtime) as the daemon has them now; None before it has started."""
-    spec = getattr(daemon, "_spec", None)
-    runner = getattr(daemon, "_runner", None)
-    model = spec.to_dict() if spec is not None else None
+    """(model, runtime) as the daemon has them now; None before it has started. The
+    model carries the live postprocess settings (threshold, top_k)."""
+    described = daemon.describe()
+    model = described.get("model")
+    if model is not None and described.get("postprocess") is not None:
+        model = {**model, "postprocess": described["postprocess"]}
     runtime = None
-    if runner is not None:
-        described = runner.describe()
+    if described.get("runtime") is not None:
+        described = described["runtime"]
         runtime = {
             key: described[key]
             for key in ("backend", "threads", "chain", "delegate", "fell_back", "attempts")

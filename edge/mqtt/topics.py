@@ -36,6 +36,11 @@ class Topics:
         return f"{self.root}/events"
 
     @property
+    def snapshot(self) -> str:
+        """JPEG of the last frame, published by the ``snapshot`` command."""
+        return f"{self.root}/snapshot"
+
+    @property
     def commands(self) -> str:
         """The subscription for every command: ``cmd/+`` (results are one level deeper)."""
         return f"{self.root}/cmd/+"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.mqtt import Backoff, attach
+from edge.mqtt import attach
 from tests.mqtt.support import StandInDaemon, edge_config, result
 
 
@@ -27,7 +27,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     daemon = StandInDaemon(edge_config(args.folder, args.port, telemetry_interval_s=0.5))
-    service = attach(daemon, report="all", backoff=Backoff(0.1, 0.5))
+    service = attach(daemon)
     service.start()
     for i in range(args.first, args.first + args.events):
         service.sink.handle(result(i))

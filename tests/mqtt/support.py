@@ -17,26 +17,56 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import EdgeConfig, parse_config
 from edge.pipeline.metrics import StageMetrics
 from edge.postprocess.results import Result
+from edge.sources.frames import Frame
 
 
 class StandInDaemon:
-    """What MqttService reads from edge.daemon.Daemon, with a real StageMetrics."""
+    """What MqttService reads from and calls on edge.daemon.Daemon, with a real
+    StageMetrics; it records what it was asked to change (``changes``). The real daemon
+    behind the commands is tested in tests/daemon/test_daemon_mqtt.py."""
 
     def __init__(self, config: EdgeConfig) -> None:
         self.config = config
         self.started_at = time.monotonic()
         self.metrics = StageMetrics()
         self.reloads = 0
+        self.changes: list[tuple[str, Any]] = []
+        self.frame: Frame | None = None
 
     def measurements(self) -> dict[str, Any]:
         return self.metrics.snapshot()
 
+    def describe(self) -> dict[str, Any]:
+        return {"device": self.config.device, "model": None, "runtime": None, "postprocess": None}
+
     def request_reload(self) -> None:
         self.reloads += 1
 
+    def apply_settings(self, **values: Any) -> dict[str, Any]:
+        self.changes.append(("set", values))
+        return values
+
+    def restart(self) -> None:
+        self.changes.append(("restart", None))
+
+    def last_frame(self) -> Frame | None:
+        return self.frame
+
+    def install(self, path: Path, *, force: bool = False) -> dict[str, Any]:
+        self.changes.append(("install", path))
+        return {"installed": str(path), "reloaded": True, "uses_current": True}
+
 
 def edge_config(folder: Path, port: int, *, device: str = "dev1", **overrides: Any) -> EdgeConfig:
-    mqtt_settings = {"enabled": True, "host": "127.0.0.1", "port": port, "keepalive_s": 5}
+    mqtt_settings: dict[str, Any] = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": port,
+        "keepalive_s": 5,
+        "events": "all",
+        "reconnect_min_s": 0.1,
+        "reconnect_max_s": 0.5,
+    }
     mqtt_settings.update(overrides.pop("mqtt", {}))
     data = {
         "device_id": device,

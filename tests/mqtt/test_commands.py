@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge.mqtt.commands import Commands, result_payload
 from edge.mqtt.schemas import COMMANDS
+from edge.sources.frames import Frame
 from tests.mqtt.support import StandInDaemon, edge_config
 
 NAMES = st.sampled_from([*COMMANDS, "", "Reload", "reboot", "rm -rf", "ping/x"]) | st.text()
@@ -22,7 +27,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 FIELDS = st.dictionaries(
-    st.sampled_from(["id", "threshold", "top_k", "path", "url", "force", "topic", "extra"]),
+    st.sampled_from(["id", "threshold", "top_k", "path", "url", "force", "quality", "extra"]),
     JSON,
     max_size=4,
 )
@@ -35,12 +40,32 @@ PAYLOADS = (
 
 @pytest.fixture(scope="module")
 def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> StandInDaemon:
-    return StandInDaemon(edge_config(tmp_path_factory.mktemp("cmd"), 1883))
+    daemon = StandInDaemon(edge_config(tmp_path_factory.mktemp("cmd"), 1883))
+    daemon.frame = image_frame()
+    return daemon
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> StandInDaemon:
     return StandInDaemon(edge_config(tmp_path, 1883))
+
+
+def image_frame(seq: int = 4) -> Frame:
+    data = np.zeros((48, 64, 3), np.uint8)
+    data[:, 32:] = (0, 0, 255)  # right half red (BGR)
+    return Frame(seq, time.time(), data, "image", "test")
+
+
+def expected_change(name: str, payload: bytes) -> list[tuple[str, Any]]:
+    """What a successful command may change on the daemon, and nothing else."""
+    data = json.loads(payload) if payload.strip() else {}
+    if name == "set":
+        return [("set", {k: v for k, v in data.items() if k != "id" and v is not None})]
+    if name == "restart":
+        return [("restart", None)]
+    if name == "install":
+        return [("install", Path(data["path"]).expanduser())]
+    return []  # ping, snapshot (publishes; changes nothing), reload (counted apart)
 
 
 @settings(
@@ -51,23 +76,26 @@ def test_malformed_commands_never_crash_and_never_change_state(
     shared_daemon: StandInDaemon, name: str, payload: bytes
 ) -> None:
     daemon = shared_daemon
-    commands = Commands(daemon)
-    reloads, config = daemon.reloads, daemon.config
+    commands = Commands(daemon, allowed=COMMANDS)
+    reloads, config, changes = daemon.reloads, daemon.config, list(daemon.changes)
     outcome = commands.execute(name, payload)
     body = json.loads(result_payload(name, outcome, 7).to_json())
     assert body["schema"] == "edge.cmd_result/1" and body["ok"] is outcome.ok
     assert daemon.config == config
-    if outcome.ok:  # only a well-formed ping or reload succeeds; only reload acts
-        assert name in ("ping", "reload")
+    if outcome.ok:  # a well-formed command does what it says and only that
+        assert name in COMMANDS
+        assert daemon.changes == changes + expected_change(name, payload)
         assert daemon.reloads == reloads + (name == "reload")
+        assert bool(outcome.publish) == (name == "snapshot")
     else:
-        assert outcome.error and daemon.reloads == reloads
+        assert outcome.error and not outcome.publish
+        assert daemon.reloads == reloads and daemon.changes == changes
 
 
 def test_errors_name_the_problem(daemon: StandInDaemon) -> None:
     commands = Commands(daemon, allowed={"ping", "reload"})
     assert "unknown command 'reboot'" in (commands.execute("reboot", b"{}").error or "")
-    assert "not allowed on this device; allowed: ping, reload" in (
+    assert "not allowed on this device (mqtt.commands); allowed: ping, reload" in (
         commands.execute("install", b'{"path": "/x"}').error or ""
     )
     assert "not UTF-8 JSON" in (commands.execute("ping", b"{nope").error or "")
@@ -85,15 +113,55 @@ def test_an_allow_list_with_an_unknown_name_is_refused(daemon: StandInDaemon) ->
         Commands(daemon, allowed={"reboot"})
 
 
-def test_unsupported_commands_say_so(daemon: StandInDaemon) -> None:
-    commands = Commands(daemon)
-    for name, payload in [
-        ("set", b'{"threshold": 0.7}'),
-        ("snapshot", b"{}"),
-        ("install", b'{"url": "https://x/b.tar.gz"}'),
-        ("restart", b""),
-    ]:
+def test_snapshot_and_install_are_opt_in(daemon: StandInDaemon) -> None:
+    commands = Commands(daemon, allowed=daemon.config.mqtt.commands)
+    assert commands.allowed == {"ping", "reload", "restart", "set"}
+    for name in ("snapshot", "install"):
+        assert "is not allowed on this device" in (commands.execute(name, b"{}").error or "")
+    assert daemon.changes == []
+
+
+def test_bad_requests_answer_errors_and_change_nothing(
+    daemon: StandInDaemon, tmp_path: Path
+) -> None:
+    commands = Commands(daemon, allowed=COMMANDS)
+    cases = {
+        ("set", b"{}"): "set: nothing to set",
+        ("set", b'{"threshold": 1.5}'): "threshold: Input should be less than or equal to 1",
+        ("set", b'{"top_k": 0}'): "top_k: Input should be greater than or equal to 1",
+        ("set", b'{"threshold": "0.5"}'): "threshold: Input should be a valid number",
+        ("install", b"{}"): "give exactly one of path",
+        ("install", b'{"path": "/a", "url": "https://b/c.tar.gz"}'): "give exactly one of",
+        ("install", b'{"path": "/no/such/bundle.tar.gz"}'): "no such bundle",
+        ("install", b'{"url": "http://127.0.0.1:1/b.tar.gz"}'): "install_allow_http",
+        ("snapshot", b"{}"): "no frame has gone through the model yet",
+        ("snapshot", b'{"quality": 0}'): "quality: Input should be greater than or equal to 1",
+    }
+    for (name, payload), message in cases.items():
         outcome = commands.execute(name, payload)
-        assert not outcome.ok and (outcome.error or "").startswith(
-            "not supported by this daemon yet: " + name
-        )
+        assert not outcome.ok and message in (outcome.error or ""), (name, payload, outcome)
+    daemon.frame = Frame(1, time.time(), np.zeros((16, 2), np.float32), "samples", "sine")
+    outcome = commands.execute("snapshot", b"{}")
+    assert "the source delivers samples (float32), not images" in (outcome.error or "")
+    assert daemon.changes == [] and daemon.reloads == 0
+    assert not list((tmp_path / "downloads").glob("*"))  # nothing left behind
+
+
+def test_snapshot_is_the_last_frame_as_jpeg(daemon: StandInDaemon) -> None:
+    daemon.frame = image_frame(seq=9)
+    outcome = Commands(daemon, allowed={"snapshot"}).execute("snapshot", b'{"id": "s"}')
+    assert outcome.ok and outcome.id == "s"
+    [(topic, jpeg)] = outcome.publish
+    assert topic == "edge/dev1/snapshot" and jpeg[:2] == b"\xff\xd8"
+    assert outcome.detail == {
+        "topic": topic,
+        "qos": 1,
+        "retain": False,
+        "bytes": len(jpeg),
+        "frame_id": 9,
+        "source": "test",
+        "width": 64,
+        "height": 48,
+    }
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (48, 64, 3) and image[24, 48, 2] > 200 and image[24, 8, 2] < 50

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from edge.mqtt import Backoff, attach
+from edge.mqtt import attach
 from tests.broker import Mosquitto
 from tests.mqtt.support import (
     StandInDaemon,
@@ -29,7 +29,7 @@ def test_a_broker_restart_in_the_middle_of_5000_events_loses_none(
 ) -> None:
     sub = Subscriber(broker.port, [EVENTS], client_id="dashboard", persistent=True)
     daemon = StandInDaemon(edge_config(tmp_path, broker.port))
-    service = attach(daemon, report="all", backoff=Backoff(0.1, 0.5)).start()
+    service = attach(daemon).start()
     assert service.connection.connected.wait(5)
     started = time.monotonic()
 
@@ -62,7 +62,7 @@ def test_a_broker_restart_in_the_middle_of_5000_events_loses_none(
 
 def test_throughput_to_mosquitto_at_qos1_with_the_spool(tmp_path: Path, broker: Mosquitto) -> None:
     daemon = StandInDaemon(edge_config(tmp_path, broker.port))
-    service = attach(daemon, report="all").start()
+    service = attach(daemon).start()
     assert service.connection.connected.wait(5)
     started = time.monotonic()
     for i in range(N):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt import Backoff, MqttService, attach
+from edge.mqtt import MqttService, attach
 from edge.sinks.base import Sink
 from tests.broker import Mosquitto
 from tests.mqtt.support import (
@@ -29,7 +29,7 @@ ROOT = "edge/dev1"
 @pytest.fixture
 def service(tmp_path: Path, broker: Mosquitto) -> Iterator[MqttService]:
     daemon = StandInDaemon(edge_config(tmp_path / "state", broker.port))
-    running = attach(daemon, report="all", backoff=Backoff(0.1, 0.5)).start()
+    running = attach(daemon).start()
     yield running
     running.stop()
 
@@ -96,7 +96,7 @@ def test_commands_answer_on_their_result_topic(broker: Mosquitto, service: MqttS
     assert service.daemon.reloads == 1  # type: ignore[attr-defined]
     assert "unknown command 'reboot'" in answers["reboot"]["error"]
     assert "threshold" in answers["set"]["error"] and not answers["set"]["ok"]
-    assert answers["snapshot"]["error"].startswith("not supported by this daemon yet")
+    assert "'snapshot' is not allowed on this device" in answers["snapshot"]["error"]
     assert [a["seq"] for a in answers.values()] == sorted(a["seq"] for a in answers.values())
     sub.close()
 
@@ -111,7 +111,7 @@ def test_the_spool_limit_drops_as_configured_and_telemetry_reports_it(
     config = edge_config(
         tmp_path, broker.port, spool={"max_bytes": 1024 * 1024, "when_full": "drop_oldest"}
     )
-    service = attach(StandInDaemon(config), report="all", backoff=Backoff(0.1, 0.3)).start()
+    service = attach(StandInDaemon(config)).start()
     for i in range(3000):  # ~600 bytes each: more than a MiB
         service.sink.handle(result(i))
     stats = service.spool.stats()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.mqtt import Backoff, MqttService, attach
+from edge.mqtt import MqttService, attach
 from tests.broker import BrokerTls, Mosquitto, find_mosquitto
 from tests.mqtt.support import (
     StandInDaemon,
@@ -113,9 +113,11 @@ def tls_service(
         },
         "username": USER,
         "password_file": str(secret),
+        "reconnect_min_s": 0.2,
+        "reconnect_max_s": 0.8,
     }
     config = edge_config(folder, broker.tls_port, mqtt=mqtt)
-    return attach(StandInDaemon(config), report="all", backoff=Backoff(0.2, 0.8))
+    return attach(StandInDaemon(config))
 
 
 def test_tls_with_client_certificates_and_a_password(
