@@ -23,7 +23,7 @@ import pytest
 from edge.config import parse_config
 from edge.daemon import Daemon, RunLimits
 from edge.install import install_bundle
-from tests.broker import Mosquitto, find_mosquitto
+from tests.broker import Mosquitto
 from tests.install.bundles import Kit, digits_kit, tamper, variant
 from tests.models import DigitsModels
 from tests.mqtt.support import Subscriber, wait_until
@@ -32,14 +32,6 @@ DEVICE = "cmd-pi"
 ROOT = f"edge/{DEVICE}"
 ALL_COMMANDS = ["ping", "reload", "restart", "set", "snapshot", "install"]
 _ids = itertools.count()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with Mosquitto(tmp_path / "mosquitto") as running:
-        yield running
 
 
 @contextmanager

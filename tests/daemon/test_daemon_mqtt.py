@@ -7,22 +7,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import pytest
 import yaml
 
-from tests.broker import Mosquitto, find_mosquitto
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with Mosquitto(tmp_path / "mosquitto") as running:
-        yield running
+from tests.broker import Mosquitto
 
 
 class Subscriber:
