@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tests.processes import stop_process
+
 START_TIMEOUT_S = 10.0
 
 
@@ -148,15 +150,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     def restart(self, *, down_s: float = 0.0) -> None:
         """Stop, stay down ``down_s`` seconds, start again on the same port."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.broker import free_port, port_open
+from tests.processes import stop_process
 
 START_TIMEOUT_S = 15.0
 SSHD = Path("/usr/sbin/sshd")
@@ -158,15 +159,7 @@ class Sshd:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_process(process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -58,6 +58,19 @@ class CaptureSource(SourceBase):
         ok, image = self._capture.read()
         return image if ok and image is not None else None
 
+    def _read_live(self, failure: str) -> Frame | None:
+        """The next frame of a live capture; None once closed; SourceError(failure) when
+        the device or the stream gives nothing."""
+        with self._lock:
+            if self.closed:
+                return None
+            image = self._grab()
+            if image is None:
+                if self.closed:
+                    return None
+                raise SourceError(failure)
+            return self._frame(image, "image", {})
+
 
 class CameraCapture(CaptureSource):
     """A local camera through OpenCV (V4L2 on Linux)."""
@@ -98,18 +111,10 @@ class CameraCapture(CaptureSource):
         return capture
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        with self._lock:
-            if self.closed:
-                return None
-            image = self._grab()
-            if image is None:
-                if self.closed:
-                    return None
-                raise SourceError(
-                    f"camera {self.config.device}: read failed; it may have been unplugged "
-                    "or stopped sending (check the cable, dmesg, and power)"
-                )
-            return self._frame(image, "image", {})
+        return self._read_live(
+            f"camera {self.config.device}: read failed; it may have been unplugged "
+            "or stopped sending (check the cable, dmesg, and power)"
+        )
 
 
 _PROP_NAMES = {
@@ -154,18 +159,10 @@ class StreamCapture(CaptureSource):
         return capture
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        with self._lock:
-            if self.closed:
-                return None
-            image = self._grab()
-            if image is None:
-                if self.closed:
-                    return None
-                raise SourceError(
-                    f"stream {self.shown_url}: no frame within {STREAM_TIMEOUT_MS / 1000:g} s "
-                    "or the stream ended; the server may have stopped or the network dropped"
-                )
-            return self._frame(image, "image", {})
+        return self._read_live(
+            f"stream {self.shown_url}: no frame within {STREAM_TIMEOUT_MS / 1000:g} s "
+            "or the stream ended; the server may have stopped or the network dropped"
+        )
 
 
 class VideoFile(CaptureSource):
