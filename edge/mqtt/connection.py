@@ -31,6 +31,24 @@ STOP_TIMEOUT_S = 5.0  # for the 'stopped' status to be acknowledged
 Handler = Callable[[str, bytes], None]
 
 
+_PAHO_LOG = logging.getLogger(f"{__name__}.paho")
+
+
+class _PahoLog(logging.LoggerAdapter[logging.Logger]):
+    """paho's log lines under ``edge.mqtt.connection.paho``; paho 2.2's network thread
+    reports 'Client is not connected' once after our own disconnect, which is the clean
+    stop we asked for, not an error: that one line goes to DEBUG."""
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(_PAHO_LOG, {})
+        self._connection = connection
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if self._connection._stopping and "is not connected" in str(msg):
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Reconnect after min_s, doubling up to max_s; reset once connected."""
@@ -72,7 +90,7 @@ class Connection:
             client_id=client_id or f"edge-{topics.device}",
             clean_session=True,
         )
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.enable_logger(_PahoLog(self))  # type: ignore[arg-type]
         client.reconnect_delay_set(self.backoff.min_s, self.backoff.max_s)  # type: ignore[arg-type]
         # paho's own window is unlimited: a message paho queues behind a full window is
         # overtaken by later ones, so the forwarder bounds what it hands out instead
