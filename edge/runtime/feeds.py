@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.preprocess import IMAGE_SUFFIXES
+from edge.preprocess import IMAGE_SUFFIXES, PreprocessSpec, preprocess_image, read_image
 from edge.runtime.tensors import IoTensor
 
 
@@ -67,8 +67,6 @@ def _load_array(path: Path) -> np.ndarray:
 
 
 def _load_images(folder: Path, tensor: IoTensor, limit: int) -> np.ndarray:
-    import cv2  # only image folders need OpenCV
-
     if len(tensor.shape) != 4:
         raise DataError(
             f"{folder}: images need an NHWC input, the model's input "
@@ -78,16 +76,9 @@ def _load_images(folder: Path, tensor: IoTensor, limit: int) -> np.ndarray:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    images = []
-    for file in files:
-        flag = cv2.IMREAD_GRAYSCALE if channels == 1 else cv2.IMREAD_COLOR
-        image = cv2.imread(str(file), flag)
-        if image is None:
-            raise DataError(f"{file}: not a readable image; remove it or convert it")
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        image = image[..., np.newaxis] if channels == 1 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        images.append(image.astype(np.float32) / 255.0)
-    return np.stack(images)
+    # Stretched to the input, RGB or gray, scaled to [0, 1]: the default spec.
+    spec = PreprocessSpec(color="gray" if channels == 1 else "rgb", interpolation="area")
+    return np.stack([preprocess_image(read_image(f), spec, size=(height, width)) for f in files])
 
 
 def file_feed(
