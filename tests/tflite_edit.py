@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
+import flatbuffers
 from ai_edge_litert import schema_py_generated as schema
 from hypothesis import strategies as st
 
@@ -54,3 +57,12 @@ def corrupt(data: bytes, corruptions: list[tuple[int, str, int]]) -> bytes:
         else:
             struct.pack_into("<I", out, (position % (len(out) // 4)) * 4, value)
     return bytes(out)
+
+
+def repack(data: bytes, edit: Callable[[Any], None]) -> bytes:
+    """Unpack a model into the flatbuffers object API, let ``edit`` change it, pack it again."""
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    edit(model)
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flatbuffers
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -34,6 +33,7 @@ from packager.edgetpu_compiler import (
 )
 from packager.errors import EdgeTpuCompilerError
 from tests.models import DigitsModels, convert_keras
+from tests.tflite_edit import repack
 
 # -- real compiler output --------------------------------------------------------------
 
@@ -134,15 +134,6 @@ def small_models() -> dict[str, bytes]:
             "leaky": convert_keras(leaky, "int8", calib=calib),
             "leaky_float_io": convert_keras(leaky, "int8", calib=calib, io_dtype="float"),
         }
-
-
-def repack(data: bytes, edit: Callable[[Any], None]) -> bytes:
-    """Unpack a model into the flatbuffers object API, let ``edit`` change it, pack it again."""
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    edit(model)
-    builder = flatbuffers.Builder(len(data) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def _ops(plan: EdgeTpuPlan) -> list[str]:

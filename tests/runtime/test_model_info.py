@@ -6,7 +6,6 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,13 @@ from hypothesis import given, settings
 from edge.errors import InvalidModelError, ModelError
 from edge.runtime.model_info import ModelInfo, check_flatbuffer, read_model_info
 from tests.models import QUANT_MODES, DigitsModels
-from tests.tflite_edit import CORRUPTIONS, corrupt, set_op_version
+from tests.tflite_edit import CORRUPTIONS, corrupt, repack, set_op_version
 
 ADVICE = "re-export the model with the packager or TFLiteConverter"
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-def repack(data: bytes, edit: Callable[[Any], None]) -> bytes:
-    """Unpack a model into the flatbuffers object API, let ``edit`` change it, pack it again."""
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    edit(model)
-    builder = flatbuffers.Builder(len(data) + 1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 def store_buffers_outside(data: bytes) -> bytes:
