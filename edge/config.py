@@ -116,15 +116,54 @@ class SpoolSettings(_Settings):
 
 
 class HttpSettings(_Settings):
+    """``http:``: /healthz, /metrics (Prometheus) and /snapshot.jpg (docs/monitoring.md)."""
+
     enabled: bool = False
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:]+:\d{1,5}$")
+    snapshot: bool = True  # /snapshot.jpg: the last frame leaves the device when asked
+    jpeg_quality: int = Field(default=85, ge=10, le=100)
+
+
+class HealthSettings(_Settings):
+    """``health:``: when /healthz (and telemetry's ``health``) says degraded or failing."""
+
+    temperature_high_c: float = 80.0  # degraded above this (throttling starts near 80-85)
+    spool_filling: float = Field(default=0.8, gt=0.0, le=1.0)  # degraded above this fraction
+    broker_grace_s: float = Field(default=30.0, ge=0.0)  # broker away longer: degraded
+    stalled_after_s: float = Field(default=30.0, gt=0.0)  # no result for this long: failing
+
+
+class DriftSettings(_Settings):
+    """``drift:``: live input/output statistics against the bundle's reference (PSI)."""
+
+    enabled: bool = True  # needs a bundle with reference statistics (manifest 'monitoring')
+    window: int = Field(default=500, ge=20)  # frames in the sliding window
+    min_samples: int = Field(default=100, ge=10)  # no score before this many frames
+    threshold: float = Field(default=0.25, gt=0.0)  # PSI above this: drift event
+    check_every: int = Field(default=50, ge=1)  # frames between two score updates
 
 
 class FeedbackSettings(_Settings):
+    """``feedback:``: keep inputs the model was unsure about (or saw under drift)."""
+
     enabled: bool = False
-    capture_below: float = Field(default=0.5, ge=0.0, le=1.0)
+    band: tuple[float, float] = (0.0, 0.5)  # keep when low <= top score < high
+    on_drift: bool = True  # also keep inputs that arrive while drift is above threshold
     directory: Path | None = None  # default: <state dir>/feedback
-    quota_mb: float = Field(default=256.0, gt=0)
+    quota_mb: float = Field(default=256.0, gt=0)  # oldest files go first past this
+    max_files: int = Field(default=10_000, ge=1)
+    max_per_minute: float = Field(default=6.0, gt=0)  # rate limit (token bucket)
+    burst: int = Field(default=10, ge=1)
+    publish: bool = False  # also publish each sample on <base>/<device>/feedback (QoS 1)
+    jpeg_quality: int = Field(default=90, ge=10, le=100)
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"band must be [low, high] with 0 <= low < high <= 1, got {value}")
+        return value
 
 
 DEFAULT_SINKS: tuple[SinkConfig, ...] = (LogSinkConfig(),)
@@ -145,6 +184,8 @@ class EdgeConfig(_Settings):
     telemetry_interval_s: float = Field(default=10.0, gt=0)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
 
     @property

@@ -50,12 +50,31 @@ class ControlError(EdgeError):
     """A control request (set, restart, snapshot, install) cannot be carried out."""
 
 
+class Observer(Protocol):
+    """Sees every result with what it was made from (drift, feedback: edge.monitor).
+
+    ``observe`` runs on the inference thread after postprocessing: it must be cheap,
+    must not keep ``model_input`` (a reused batch buffer) and must not raise."""
+
+    def observe(
+        self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray, result: Result
+    ) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready state for telemetry, /metrics and /healthz (``drift``, ``feedback``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class LivePostprocess:
     """Calls the current postprocess; ``swap`` replaces it from the next item on."""
 
-    def __init__(self, postprocess: Postprocess) -> None:
+    def __init__(self, postprocess: Postprocess, observers: Sequence[Observer] = ()) -> None:
         self._current = postprocess
+        self.observers = tuple(observers)
         self.last_frame: Frame | None = None  # a reference to the newest frame, not a copy
+        self.last_result: Result | None = None
 
     def swap(self, postprocess: Postprocess) -> None:
         self._current = postprocess  # one attribute store: atomic for the inference thread
@@ -63,8 +82,11 @@ class LivePostprocess:
     def __call__(
         self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray
     ) -> Result:
-        self.last_frame = frame
-        return self._current(outputs, frame, model_input)
+        result = self._current(outputs, frame, model_input)
+        self.last_frame, self.last_result = frame, result
+        for observer in self.observers:
+            observer.observe(outputs, frame, model_input, result)
+        return result
 
 
 def live_postprocess_config(

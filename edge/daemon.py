@@ -31,6 +31,7 @@ from edge.control import (
     ControlError,
     FirstResult,
     LivePostprocess,
+    Observer,
     install_and_reload,
     live_postprocess_config,
     load_model_for,
@@ -43,6 +44,7 @@ from edge.mqtt import MqttService, attach
 from edge.pipeline import Pipeline
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
+from edge.postprocess.results import Result
 from edge.preprocess import Quantization, spec_for_input
 from edge.runtime import ModelRunner
 from edge.sinks.base import Sink
@@ -97,6 +99,7 @@ class Daemon:
         self._live: dict[str, Any] = {}  # 'set' values, applied over the model's postprocess
         self._control = threading.RLock()  # held by every change to the running pipeline
         self._running = False
+        self.observers: list[Observer] = []  # see every result: drift, feedback (edge.monitor)
         # MQTT telemetry, events through a disk spool, commands (docs/mqtt.md).
         self.mqtt: MqttService | None = attach(self) if config.mqtt.enabled else None
 
@@ -120,9 +123,9 @@ class Daemon:
         self, spec: ModelSpec, runner: ModelRunner, source: RetryingSource, sinks: list[Sink]
     ) -> Pipeline:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
-        post = LivePostprocess(self._postprocess(spec, runner, self._live))
+        post = LivePostprocess(self._postprocess(spec, runner, self._live), self.observers)
         if self._post is not None:
-            post.last_frame = self._post.last_frame
+            post.last_frame, post.last_result = self._post.last_frame, self._post.last_result
         self._post = post
         return Pipeline(
             runner,
@@ -214,6 +217,22 @@ class Daemon:
     def last_frame(self) -> Frame | None:
         """The newest frame that went through the model (a reference, not a copy)."""
         return self._post.last_frame if self._post is not None else None
+
+    def monitoring(self) -> dict[str, Any]:
+        """The observers' state merged: ``{"drift": {...}, "feedback": {...}}`` (edge.monitor);
+        empty when none runs."""
+        merged: dict[str, Any] = {}
+        for observer in self.observers:
+            merged.update(observer.snapshot())
+        return merged
+
+    def last_result(self) -> Result | None:
+        """What the model said about :meth:`last_frame`."""
+        return self._post.last_result if self._post is not None else None
+
+    def source_state(self) -> str | None:
+        """The source's state (open, retrying, ended ...); None before start."""
+        return self._source.state if self._source is not None else None
 
     def install(self, path: Path, *, force: bool = False) -> dict[str, Any]:
         """Install a bundle (verified, self-tested; edge.install) into this daemon's root

@@ -18,6 +18,8 @@ INFO_SCHEMA = "edge.info/1"
 TELEMETRY_SCHEMA = "edge.telemetry/1"
 EVENT_SCHEMA = "edge.event/1"
 RESULT_SCHEMA = "edge.cmd_result/1"
+DRIFT_SCHEMA = "edge.drift/1"
+FEEDBACK_SCHEMA = "edge.feedback/1"
 
 
 class _Payload(BaseModel):
@@ -58,6 +60,13 @@ class SpoolStats(BaseModel):
     rejected: int
 
 
+class Health(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["ok", "degraded", "failing"]
+    reasons: list[str]  # one line each, e.g. "broker away for 42 s"
+
+
 class TelemetryPayload(_Payload):
     fps: float
     stages: dict[str, StageLatency]
@@ -68,6 +77,44 @@ class TelemetryPayload(_Payload):
     temperature_c: float | None
     uptime_s: float
     spool: SpoolStats | None
+    # monitoring (docs/monitoring.md); None where the daemon does not have them
+    health: Health | None = None
+    drift: dict[str, float | None] | None = None  # PSI per statistic, None below min_samples
+    feedback: dict[str, int] | None = None  # saved, skipped_rate, skipped_quota, evicted ...
+
+
+class DriftEvent(_Payload):
+    """On ``<base>/<device>/drift`` (QoS 1, spooled) when a statistic's PSI crosses the
+    threshold upwards (``state: "high"``) and when it comes back under it (``"normal"``)."""
+
+    statistic: str  # e.g. input_mean[0], input_std[2], confidence, classes
+    psi: float
+    threshold: float
+    state: Literal["high", "normal"]
+    window: int  # frames the live statistic was computed over
+    model: dict[str, Any] | None  # name, version, sha256
+
+
+class FeedbackSidecar(_Payload):
+    """The JSON beside every saved feedback sample (``<stem>.json`` next to ``<stem>.jpg``
+    or ``<stem>.npy``); written after the sample, so a sidecar means a complete sample."""
+
+    device: str
+    frame_seq: int
+    source: str
+    reason: Literal["low_confidence", "drift"]
+    top: list[dict[str, Any]]  # [{"label": str, "score": float}, ...] best first
+    model: dict[str, Any] | None  # name, version, sha256
+    file: str  # the sample's file name, beside the sidecar
+    media_type: Literal["image/jpeg", "application/x-npy"]
+    meta: dict[str, Any] = Field(default_factory=dict)  # the frame's meta (path, ...)
+
+
+class FeedbackPayload(FeedbackSidecar):
+    """On ``<base>/<device>/feedback`` (QoS 1) when feedback.publish is on: the sidecar
+    and the sample itself, base64."""
+
+    data: str
 
 
 class EventPayload(_Payload):

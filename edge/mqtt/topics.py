@@ -41,6 +41,16 @@ class Topics:
         return f"{self.root}/snapshot"
 
     @property
+    def drift(self) -> str:
+        """Drift events: a statistic crossed its threshold (docs/monitoring.md)."""
+        return f"{self.root}/drift"
+
+    @property
+    def feedback(self) -> str:
+        """Feedback samples with their sidecar, when feedback.publish is on."""
+        return f"{self.root}/feedback"
+
+    @property
     def commands(self) -> str:
         """The subscription for every command: ``cmd/+`` (results are one level deeper)."""
         return f"{self.root}/cmd/+"
