@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import models
+from tests.broker import Mosquitto, find_mosquitto
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +27,12 @@ def fixed_batch_model() -> Path:
 def saved_model() -> Path:
     """The digits CNN exported as a SavedModel with a serving_default signature."""
     return models.digits_saved_model()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of the test's own on a free loopback port (``.host``, ``.port``)."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    with Mosquitto(tmp_path / "mosquitto") as running:
+        yield running

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from packager.samples import DIGITS_SIDECAR, write_digits_video
-from tests.broker import Mosquitto, find_mosquitto
 from tests.models import DigitsModels
 
 
@@ -28,12 +26,3 @@ def demo(digits: DigitsModels, tmp_path_factory: pytest.TempPathFactory) -> dict
     np.save(folder / "labels.npy", arrays["y_test"][:120])
     paths["labels"] = folder / "labels.npy"
     return paths
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A mosquitto of the test's own on a free loopback port."""
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with Mosquitto(tmp_path / "mosquitto") as running:
-        yield running
