@@ -3,16 +3,17 @@
     python examples/demo.py [--config examples/demo.yaml] [--report-every 2]
 
 When the config enables MQTT, the daemon publishes to the broker it names. When it
-does not and mosquitto is installed, this starts one on a free loopback port (its own
-process, stopped at the end), points the daemon at it, prints the topics with a
-``mosquitto_sub`` line to watch them, and counts what arrived. Without mosquitto it
-says so and runs without MQTT. Ctrl-C stops the daemon cleanly (drained), then the
-broker.
+does not, this starts a broker on a free loopback port (its own process, stopped at the
+end): a local mosquitto if one is installed, else the embedded amqtt broker (installed
+with the dev extra), points the daemon at it, prints the topics with a ``mosquitto_sub``
+line to watch them, and counts what arrived. With neither it says so and runs without
+MQTT. Ctrl-C stops the daemon cleanly (drained), then the broker.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -46,32 +47,46 @@ def free_port() -> int:
         return port
 
 
-def start_broker(binary: str, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """mosquitto on 127.0.0.1:<free port>, anonymous, logging to folder/mosquitto.log."""
-    port = free_port()
-    conf = folder / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\n"
-        "allow_anonymous true\n"
-        "persistence false\n"
-        "max_queued_messages 10000\n"  # the default 1000 drops QoS 1 bursts (docs/mqtt.md)
-        "log_dest stderr\n"
-    )
-    with (folder / "mosquitto.log").open("ab") as log:
-        # its own session: a Ctrl-C in the terminal stops the daemon first, not the broker
-        broker = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
+def broker_command(folder: Path, port: int) -> tuple[str, list[str]] | None:
+    """(name, argv) of the broker to start on 127.0.0.1:port, its config written into
+    folder: mosquitto when installed, else amqtt; None when neither is there."""
+    binary = find_mosquitto()
+    if binary is not None:
+        conf = folder / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 10000\n"  # the default 1000 drops QoS 1 bursts (docs/mqtt.md)
+            "log_dest stderr\n"
         )
+        return "mosquitto", [binary, "-c", str(conf)]
+    if importlib.util.find_spec("amqtt") is None:
+        return None
+    conf = folder / "amqtt.yaml"
+    conf.write_text(
+        f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+        "    allow_anonymous: true\n"
+    )
+    return "amqtt", [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(conf)]
+
+
+def start_broker(name: str, argv: list[str], port: int, folder: Path) -> subprocess.Popen[bytes]:
+    """Start the broker, logging to folder/broker.log; wait until it listens."""
+    with (folder / "broker.log").open("ab") as log:
+        # its own session: a Ctrl-C in the terminal stops the daemon first, not the broker
+        broker = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and broker.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return broker, port
+                return broker
         except OSError:
             time.sleep(0.05)
     stop_broker(broker)
-    log_text = (folder / "mosquitto.log").read_text(errors="replace")
-    raise RuntimeError(f"mosquitto did not start on 127.0.0.1:{port}:\n{log_text}")
+    log_text = (folder / "broker.log").read_text(errors="replace")
+    raise RuntimeError(f"{name} did not start on 127.0.0.1:{port}:\n{log_text}")
 
 
 def stop_broker(broker: subprocess.Popen[bytes]) -> None:
@@ -130,9 +145,9 @@ def mqtt_config(config: dict[str, Any], port: int, folder: Path) -> dict[str, An
     }
 
 
-def announce(port: int) -> None:
+def announce(name: str, port: int) -> None:
     root = f"{BASE}/{DEVICE}"
-    print(f"demo: mosquitto on 127.0.0.1:{port} (started for the demo, stopped at the end)")
+    print(f"demo: {name} on 127.0.0.1:{port} (started for the demo, stopped at the end)")
     print(
         f"demo: publishing {root}/status, {root}/info (retained), {root}/telemetry, "
         f"{root}/events; commands on {root}/cmd/<name>, results on {root}/cmd/<name>/result"
@@ -166,23 +181,28 @@ def main(argv: list[str] | None = None) -> int:
     if (config.get("mqtt") or {}).get("enabled"):
         print("demo: MQTT is configured in", args.config, "- publishing to that broker")
         return run_edge(args.config, args.report_every)
-    binary = find_mosquitto()
-    if binary is None:
-        print("demo: mosquitto is not installed (apt-get install mosquitto): running without MQTT")
-        return run_edge(args.config, args.report_every)
     with tempfile.TemporaryDirectory(prefix="edge-demo-") as tmp:
         folder = Path(tmp)
-        broker, port = start_broker(binary, folder)
+        port = free_port()
+        found = broker_command(folder, port)
+        if found is None:
+            print(
+                "demo: no broker here (apt-get install mosquitto, or pip install amqtt): "
+                "running without MQTT"
+            )
+            return run_edge(args.config, args.report_every)
+        name, argv = found
+        broker = start_broker(name, argv, port, folder)
         try:
             edge_yaml = folder / "edge.yaml"
             edge_yaml.write_text(yaml.safe_dump(mqtt_config(config, port, folder)))
-            announce(port)
+            announce(name, port)
             tally = Tally(port)
             code = run_edge(edge_yaml, args.report_every)
             print(f"demo: the broker delivered {tally.close()}")
         finally:
             stop_broker(broker)
-            print("demo: mosquitto stopped")
+            print(f"demo: {name} stopped")
     return code
 
 

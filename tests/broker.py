@@ -1,23 +1,33 @@
-"""A real mosquitto broker on loopback for tests: ``Mosquitto(folder).start()``.
+"""A real MQTT broker on loopback for tests, always its own process (so it can be killed).
 
-Each broker gets a free port on 127.0.0.1, a generated config (anonymous unless
-``anonymous=False``, no persistence unless ``persistence=True``, an optional
-``password_file`` and TLS listener (``tls``, on ``tls_port``), ``extra_config``
-appended) and a log file in its folder; ``restart()`` keeps the port, so clients
-can test reconnecting. Debian's mosquitto is at /usr/sbin/mosquitto (apt-get install
-mosquitto); tests that need it are skipped when it is missing.
+``Mosquitto(folder).start()``: each broker gets a free port on 127.0.0.1, a generated
+config (anonymous unless ``anonymous=False``, no persistence unless ``persistence=True``,
+an optional ``password_file`` and TLS listener (``tls``, on ``tls_port``), ``extra_config``
+appended) and a log file in its folder; ``restart()`` keeps the port, so clients can test
+reconnecting. Debian's mosquitto is at /usr/sbin/mosquitto (apt-get install mosquitto).
+
+Where mosquitto is not installed (or ``EDGE_TEST_BROKER=amqtt`` asks for it), the tests
+run against the embedded broker instead: amqtt (a dev dependency), started with
+``python -m amqtt.scripts.broker_script`` as its own process. :func:`test_broker` picks
+one; a test that needs what only mosquitto has (TLS, password files, sessions that
+survive a restart) is skipped under amqtt with that reason.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import TracebackType
+
+import pytest
 
 from tests.processes import stop_process
 
@@ -31,6 +41,34 @@ def find_mosquitto() -> str | None:
         return found
     debian = Path("/usr/sbin/mosquitto")
     return str(debian) if debian.is_file() else None
+
+
+def broker_kind() -> str | None:
+    """ "mosquitto", "amqtt" (mosquitto missing, or EDGE_TEST_BROKER=amqtt) or None."""
+    amqtt = importlib.util.find_spec("amqtt") is not None
+    if os.environ.get("EDGE_TEST_BROKER") == "amqtt" and amqtt:
+        return "amqtt"
+    if find_mosquitto() is not None:
+        return "mosquitto"
+    return "amqtt" if amqtt else None
+
+
+def describe_broker() -> str:
+    """One line for pytest's header: which broker the MQTT tests run against."""
+    kind = broker_kind()
+    if kind == "mosquitto":
+        return f"broker: mosquitto ({find_mosquitto()}), started per test on loopback"
+    if kind == "amqtt":
+        why = (
+            "EDGE_TEST_BROKER=amqtt"
+            if find_mosquitto()
+            else "mosquitto is not installed (apt-get install mosquitto)"
+        )
+        return (
+            f"broker: embedded amqtt {metadata.version('amqtt')} in its own process ({why}); "
+            "tests needing TLS, password files or persistent sessions are skipped"
+        )
+    return "broker: none (no mosquitto, no amqtt): the MQTT tests are skipped"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -60,10 +98,72 @@ class BrokerTls:
     require_certificate: bool = True
 
 
-class Mosquitto:
-    """One mosquitto process listening on ``host:port``, logging to ``log_path``."""
+class Broker:
+    """A broker process on ``host:port`` logging to ``log_path``; subclasses write the
+    config and name the command."""
 
     host = "127.0.0.1"
+    name = "broker"
+
+    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port(self.host)
+        self.log_path = folder / f"{self.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
+        raise NotImplementedError
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Broker:
+        if self.process is not None:
+            raise RuntimeError(f"{self.name} on port {self.port} is already running")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self._command(), stdout=log, stderr=log)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not port_open(self.host, self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"{self.name} did not start on {self.host}:{self.port}; log:\n{self.log()}"
+                )
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        stop_process(process)
+
+    def restart(self, *, down_s: float = 0.0) -> None:
+        """Stop, stay down ``down_s`` seconds, start again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Broker:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class Mosquitto(Broker):
+    """Debian's mosquitto with a generated config."""
+
+    name = "mosquitto"
 
     def __init__(
         self,
@@ -79,18 +179,18 @@ class Mosquitto:
         binary = find_mosquitto()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
+        super().__init__(folder, port=port)
         self.binary = binary
-        self.folder = folder
-        self.port = port or free_port(self.host)
         self.config_path = folder / "mosquitto.conf"
-        self.log_path = folder / "mosquitto.log"
         self.anonymous = anonymous
         self.extra_config = extra_config
         self.persistence = persistence
         self.password_file = password_file
         self.tls = tls
         self.tls_port = free_port(self.host) if tls else None
-        self.process: subprocess.Popen[bytes] | None = None
+
+    def _command(self) -> list[str]:
+        return [self.binary, "-c", str(self.config_path)]
 
     def _write_config(self) -> None:
         self.config_path.write_text(
@@ -129,46 +229,57 @@ class Mosquitto:
             lines.insert(0, "user root")
         return "".join(line + "\n" for line in lines)
 
-    def start(self) -> Mosquitto:
-        if self.process is not None:
-            raise RuntimeError(f"mosquitto on port {self.port} is already running")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._write_config()
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)], stdout=log, stderr=log
+
+class EmbeddedBroker(Broker):
+    """amqtt, anonymous, plain TCP, in-memory sessions: the broker where mosquitto is not
+    installed. Started as its own process so tests can kill and restart it."""
+
+    name = "amqtt"
+
+    def __init__(self, folder: Path, *, port: int | None = None) -> None:
+        super().__init__(folder, port=port)
+        self.config_path = folder / "amqtt.yaml"
+
+    def _write_config(self) -> None:
+        self.config_path.write_text(
+            "listeners:\n"
+            "  default:\n"
+            "    type: tcp\n"
+            f"    bind: {self.host}:{self.port}\n"
+            "    max_connections: 100\n"
+            "plugins:\n"
+            "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
+        )
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(self.config_path)]
+
+
+# option: (its value when not asked for, what it needs that only mosquitto has)
+MOSQUITTO_ONLY: dict[str, tuple[object, str]] = {
+    "persistence": (False, "sessions that survive a broker restart"),
+    "password_file": (None, "a password file"),
+    "tls": (None, "a TLS listener"),
+    "anonymous": (True, "refusing anonymous clients"),
+    "extra_config": ("", "mosquitto config lines"),
+}
+
+
+def make_broker(folder: Path, **options: object) -> Broker:
+    """The broker these tests run against (not started): mosquitto with ``options``, or
+    the embedded amqtt when mosquitto is missing; skips the test when an option needs
+    mosquitto and it is not there, or when there is no broker at all."""
+    kind = broker_kind()
+    if kind == "mosquitto":
+        return Mosquitto(folder, **options)  # type: ignore[arg-type]
+    if kind is None:
+        pytest.skip("no MQTT broker: apt-get install mosquitto, or pip install amqtt")
+    for option, value in options.items():
+        if option in MOSQUITTO_ONLY and value != MOSQUITTO_ONLY[option][0]:
+            pytest.skip(
+                f"needs mosquitto ({MOSQUITTO_ONLY[option][1]}); the embedded amqtt broker "
+                "has none (apt-get install mosquitto)"
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_open(self.host, self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"mosquitto did not start on {self.host}:{self.port}; log:\n{self.log()}"
-                )
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        stop_process(process)
-
-    def restart(self, *, down_s: float = 0.0) -> None:
-        """Stop, stay down ``down_s`` seconds, start again on the same port."""
-        self.stop()
-        time.sleep(down_s)
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    port = options.get("port")
+    return EmbeddedBroker(folder, port=port if isinstance(port, int) else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import models
-from tests.broker import Mosquitto, find_mosquitto
+from tests.broker import Broker, describe_broker, make_broker
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +30,11 @@ def saved_model() -> Path:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+def broker(tmp_path: Path) -> Iterator[Broker]:
     """A broker of the test's own on a free loopback port (``.host``, ``.port``)."""
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with Mosquitto(tmp_path / "mosquitto") as running:
+    with make_broker(tmp_path / "broker") as running:
         yield running
+
+
+def pytest_report_header() -> str:
+    return describe_broker()

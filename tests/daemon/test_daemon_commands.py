@@ -23,7 +23,7 @@ import pytest
 from edge.config import parse_config
 from edge.daemon import Daemon, RunLimits
 from edge.install import install_bundle
-from tests.broker import Mosquitto
+from tests.broker import Broker
 from tests.install.bundles import Kit, digits_kit, tamper, variant
 from tests.models import DigitsModels
 from tests.mqtt.support import Subscriber, wait_until
@@ -103,7 +103,7 @@ def info(sub: Subscriber) -> dict[str, Any]:
 
 
 def test_set_changes_threshold_and_top_k_of_later_events_without_dropping_a_frame(
-    demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     with running_daemon(tmp_path, broker.port, demo["int8"], demo["video"]) as (daemon, sub):
         assert any(len(e["labels"]) == 3 for e in events(sub))  # the sidecar's top_k
@@ -134,7 +134,7 @@ def test_set_changes_threshold_and_top_k_of_later_events_without_dropping_a_fram
 
 
 def test_restart_builds_a_new_pipeline_and_the_daemon_keeps_running(
-    demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     with running_daemon(tmp_path, broker.port, demo["int8"], demo["video"]) as (daemon, sub):
         command(sub, "set", {"top_k": 1})
@@ -156,7 +156,7 @@ def test_restart_builds_a_new_pipeline_and_the_daemon_keeps_running(
 
 
 def test_snapshot_publishes_the_last_frame_as_jpeg(
-    demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     with running_daemon(tmp_path, broker.port, demo["int8"], demo["video"]) as (_, sub):
         result = command(sub, "snapshot", {"quality": 80})
@@ -201,7 +201,7 @@ def http_server(folder: Path) -> Iterator[str]:
 
 
 def test_install_by_path_and_url_then_reload_and_refuse_what_is_not_trusted(
-    kit: Kit, installed: Path, demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    kit: Kit, installed: Path, demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     offered = tmp_path / "offered"
     two, three = (
@@ -240,7 +240,7 @@ def test_install_by_path_and_url_then_reload_and_refuse_what_is_not_trusted(
 
 
 def test_install_download_is_size_capped_and_https_only_by_default(
-    kit: Kit, installed: Path, demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    kit: Kit, installed: Path, demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     offered = tmp_path / "offered"
     variant(kit, offered / "digits-2.tar.gz", fields={"version": 2})
@@ -260,7 +260,7 @@ def test_install_download_is_size_capped_and_https_only_by_default(
 
 
 def test_commands_left_out_of_the_allow_list_are_refused(
-    demo: dict[str, Path], broker: Mosquitto, tmp_path: Path
+    demo: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
     with running_daemon(tmp_path, broker.port, demo["int8"], demo["video"], commands=["ping"]) as (
         daemon,

@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 
-from tests.broker import Mosquitto
+from tests.broker import Broker
 
 
 class Subscriber:
@@ -41,7 +41,7 @@ class Subscriber:
 
 def test_daemon_publishes_status_info_telemetry_and_every_event(
     demo: dict[str, Path],
-    broker: Mosquitto,
+    broker: Broker,
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "edge.yaml"

@@ -1,4 +1,4 @@
-"""Fixtures for the MQTT tests: a real mosquitto per test (they stop and restart it)."""
+"""Fixtures for the MQTT tests: a broker per test (they stop and restart it)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Mosquitto, find_mosquitto
+from tests.broker import Broker, make_broker
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-    with Mosquitto(tmp_path / "mosquitto", persistence=True) as running:
+def persistent_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker whose sessions and queued messages survive ``restart()`` (mosquitto only)."""
+    with make_broker(tmp_path / "broker", persistence=True) as running:
         yield running

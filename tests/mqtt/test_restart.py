@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from edge.mqtt import attach
-from tests.broker import Mosquitto
+from tests.broker import Broker
 from tests.mqtt.support import (
     StandInDaemon,
     Subscriber,
@@ -25,8 +25,9 @@ N = 5000
 
 
 def test_a_broker_restart_in_the_middle_of_5000_events_loses_none(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, persistent_broker: Broker
 ) -> None:
+    broker = persistent_broker
     sub = Subscriber(broker.port, [EVENTS], client_id="dashboard", persistent=True)
     daemon = StandInDaemon(edge_config(tmp_path, broker.port))
     service = attach(daemon).start()
@@ -60,7 +61,7 @@ def test_a_broker_restart_in_the_middle_of_5000_events_loses_none(
     sub.close()
 
 
-def test_throughput_to_mosquitto_at_qos1_with_the_spool(tmp_path: Path, broker: Mosquitto) -> None:
+def test_throughput_to_mosquitto_at_qos1_with_the_spool(tmp_path: Path, broker: Broker) -> None:
     daemon = StandInDaemon(edge_config(tmp_path, broker.port))
     service = attach(daemon).start()
     assert service.connection.connected.wait(5)
@@ -87,8 +88,9 @@ def publisher(folder: Path, port: int, *args: str) -> subprocess.Popen[bytes]:
 
 
 def test_events_spooled_before_a_kill_9_while_the_broker_is_down_all_arrive(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, persistent_broker: Broker
 ) -> None:
+    broker = persistent_broker
     sub = Subscriber(broker.port, [EVENTS], client_id="dashboard", persistent=True)
     broker.stop()
     first = publisher(tmp_path, broker.port, "--events", "300")

@@ -13,7 +13,7 @@ import pytest
 
 from edge.mqtt import MqttService, attach
 from edge.sinks.base import Sink
-from tests.broker import Mosquitto
+from tests.broker import Broker
 from tests.mqtt.support import (
     StandInDaemon,
     Subscriber,
@@ -27,7 +27,7 @@ ROOT = "edge/dev1"
 
 
 @pytest.fixture
-def service(tmp_path: Path, broker: Mosquitto) -> Iterator[MqttService]:
+def service(tmp_path: Path, broker: Broker) -> Iterator[MqttService]:
     daemon = StandInDaemon(edge_config(tmp_path / "state", broker.port))
     running = attach(daemon).start()
     yield running
@@ -35,7 +35,7 @@ def service(tmp_path: Path, broker: Mosquitto) -> Iterator[MqttService]:
 
 
 def test_birth_info_telemetry_and_events_with_contiguous_seq(
-    broker: Mosquitto, service: MqttService
+    broker: Broker, service: MqttService
 ) -> None:
     sub = Subscriber(broker.port, [f"{ROOT}/#"])
     assert service.connection.connected.wait(5)
@@ -67,7 +67,7 @@ def test_birth_info_telemetry_and_events_with_contiguous_seq(
 
 
 def test_home_assistant_discovery_is_sent_again_when_ha_comes_online(
-    broker: Mosquitto, service: MqttService
+    broker: Broker, service: MqttService
 ) -> None:
     sub = Subscriber(broker.port, ["homeassistant/+/dev1/+/config"])
     assert sub.wait(lambda: len(sub.messages) == 6)  # retained
@@ -83,7 +83,7 @@ def test_home_assistant_discovery_is_sent_again_when_ha_comes_online(
     sub.close()
 
 
-def test_commands_answer_on_their_result_topic(broker: Mosquitto, service: MqttService) -> None:
+def test_commands_answer_on_their_result_topic(broker: Broker, service: MqttService) -> None:
     sub = Subscriber(broker.port, [f"{ROOT}/cmd/+/result"])
     assert service.connection.subscribed.wait(5)
     sub.client.publish(f"{ROOT}/cmd/reload", json.dumps({"id": "r1"}), qos=1)
@@ -102,8 +102,9 @@ def test_commands_answer_on_their_result_topic(broker: Mosquitto, service: MqttS
 
 
 def test_the_spool_limit_drops_as_configured_and_telemetry_reports_it(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, persistent_broker: Broker
 ) -> None:
+    broker = persistent_broker
     sub = Subscriber(
         broker.port, [f"{ROOT}/events", f"{ROOT}/telemetry"], client_id="dash", persistent=True
     )
@@ -127,7 +128,7 @@ def test_the_spool_limit_drops_as_configured_and_telemetry_reports_it(
 
 
 def test_the_last_will_says_offline_when_the_publisher_is_killed(
-    tmp_path: Path, broker: Mosquitto
+    tmp_path: Path, broker: Broker
 ) -> None:
     sub = Subscriber(broker.port, [f"{ROOT}/status", f"{ROOT}/events"])
     process = subprocess.Popen(

@@ -13,30 +13,23 @@ import numpy as np
 import pytest
 
 from edge.sources import Frame, Source
-from tests.broker import Mosquitto, find_mosquitto
+from tests.broker import Broker, make_broker
 
 FRAME_SIZE = (48, 64)  # height, width of the test videos
 MARK_STEP = 25  # frame i carries a patch of value i * MARK_STEP
 
 
-def _need_mosquitto() -> None:
-    if find_mosquitto() is None:
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
-
-
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A mosquitto shared by a module's tests; do not stop or restart it."""
-    _need_mosquitto()
-    with Mosquitto(tmp_path_factory.mktemp("mosquitto")) as running:
+    with make_broker(tmp_path_factory.mktemp("broker")) as running:
         yield running
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+def own_broker(tmp_path: Path) -> Iterator[Broker]:
     """A mosquitto for one test, which may stop and restart it."""
-    _need_mosquitto()
-    with Mosquitto(tmp_path / "mosquitto") as running:
+    with make_broker(tmp_path / "broker") as running:
         yield running
 
 

@@ -16,12 +16,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.sources import MqttSource, SourceError, SourceTimeoutError, make_source
 from edge.sources.mqtt import QUEUE_LIMIT, MqttTopic
-from tests.broker import Mosquitto, free_port
+from tests.broker import Broker, free_port, make_broker
 from tests.sources.conftest import read_frames
 
 
 @pytest.fixture
-def publisher(broker: Mosquitto) -> Iterator[mqtt.Client]:
+def publisher(broker: Broker) -> Iterator[mqtt.Client]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -36,7 +36,7 @@ def publish(client: mqtt.Client, topic: str, *payloads: object) -> None:
         client.publish(topic, text, qos=1).wait_for_publish(timeout=5)
 
 
-def subscribed(broker: Mosquitto, topic: str, **options: object) -> MqttTopic:
+def subscribed(broker: Broker, topic: str, **options: object) -> MqttTopic:
     config = {"host": broker.host, "port": broker.port, "topic": topic, **options}
     source = make_source(MqttSource.model_validate(config))
     assert isinstance(source, MqttTopic)
@@ -45,7 +45,7 @@ def subscribed(broker: Mosquitto, topic: str, **options: object) -> MqttTopic:
 
 
 def test_samples_and_blocks_of_samples_become_windows(
-    broker: Mosquitto, publisher: mqtt.Client
+    broker: Broker, publisher: mqtt.Client
 ) -> None:
     source = subscribed(broker, "sensors/a", window=4, stride=2, qos=1)
     publish(publisher, "sensors/a", *([i, -i] for i in range(3)), [[3, -3], [4, -4], [5, -5]])
@@ -62,7 +62,7 @@ def test_samples_and_blocks_of_samples_become_windows(
 
 
 def test_bad_payloads_are_counted_and_skipped(
-    broker: Mosquitto, publisher: mqtt.Client, caplog: pytest.LogCaptureFixture
+    broker: Broker, publisher: mqtt.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     source = subscribed(broker, "sensors/b", window=2, qos=1)
     bad = ["not json", "[]", '["a", 1]', "[1, 2, 3]", '{"x": 1}', "[[1, 2], [3]]", "[true, 1]"]
@@ -76,7 +76,7 @@ def test_bad_payloads_are_counted_and_skipped(
     source.close()
 
 
-def test_read_times_out_and_close_ends_a_blocked_read(broker: Mosquitto) -> None:
+def test_read_times_out_and_close_ends_a_blocked_read(broker: Broker) -> None:
     source = subscribed(broker, "sensors/quiet", window=1)
     with pytest.raises(SourceTimeoutError):
         source.read(timeout=0.1)
@@ -86,7 +86,7 @@ def test_read_times_out_and_close_ends_a_blocked_read(broker: Mosquitto) -> None
     assert time.monotonic() - start < 0.5
 
 
-def test_a_slow_reader_loses_the_oldest_windows(broker: Mosquitto, publisher: mqtt.Client) -> None:
+def test_a_slow_reader_loses_the_oldest_windows(broker: Broker, publisher: mqtt.Client) -> None:
     source = subscribed(broker, "sensors/burst", window=1, qos=1)
     publish(publisher, "sensors/burst", [[i] for i in range(QUEUE_LIMIT + 50)])
     deadline = time.monotonic() + 5
@@ -108,7 +108,7 @@ def test_no_broker_or_no_password_file_fails_on_open(tmp_path: Path) -> None:
 
 
 def test_a_broker_that_refuses_the_client_fails_on_open(tmp_path: Path) -> None:
-    with Mosquitto(tmp_path, anonymous=False) as strict:
+    with make_broker(tmp_path, anonymous=False) as strict:
         config = MqttSource(host=strict.host, port=strict.port, topic="t", window=1)
         with pytest.raises(SourceError, match="refused the connection: Not authorized; check"):
             make_source(config).open()
@@ -124,9 +124,7 @@ def test_close_during_open_leaves_the_source_closed() -> None:
         assert time.monotonic() - start < 1 and source.read(timeout=0) is None
 
 
-def test_a_broker_restart_is_survived(
-    own_broker: Mosquitto, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_broker_restart_is_survived(own_broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
     source = subscribed(own_broker, "sensors/r", window=1, qos=1)
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.reconnect_delay_set(1, 1)
