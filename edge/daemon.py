@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.bench import peak_rss_mb
 from edge.config import EdgeConfig, load_config
@@ -39,8 +39,11 @@ from edge.control import (
 )
 from edge.control import install_signal_handlers as install_signal_handlers  # for edge.cli
 from edge.errors import EdgeError
+from edge.health import HealthCheck
 from edge.model_spec import ModelSpec
+from edge.monitor import observers_for
 from edge.mqtt import MqttService, attach
+from edge.mqtt.schemas import Health
 from edge.pipeline import Pipeline
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
@@ -51,6 +54,9 @@ from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
 from edge.sources.factory import RetryingSource, make_source
 from edge.sources.frames import Frame
+
+if TYPE_CHECKING:
+    from edge.http import HttpEndpoint
 
 log = logging.getLogger(__name__)
 DRAIN_TIMEOUT_S = 5.0
@@ -100,8 +106,11 @@ class Daemon:
         self._control = threading.RLock()  # held by every change to the running pipeline
         self._running = False
         self.observers: list[Observer] = []  # see every result: drift, feedback (edge.monitor)
+        self._observer_key: tuple[Any, ...] | None = None  # what self.observers were built for
         # MQTT telemetry, events through a disk spool, commands (docs/mqtt.md).
         self.mqtt: MqttService | None = attach(self) if config.mqtt.enabled else None
+        self.http: HttpEndpoint | None = None  # /healthz, /metrics, /snapshot.jpg once started
+        self.health_check = HealthCheck()  # one for telemetry and /healthz: both say the same
 
     # -- building -----------------------------------------------------------------------
     def _model(self, config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
@@ -147,12 +156,21 @@ class Daemon:
 
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)
+        self._observe(self.config, self._spec, self._runner)
         self._source = RetryingSource(make_source(self.config.source), self.config.retry)
         self._sinks = [make_sink(c) for c in self.config.sinks] + self._mqtt_sinks()
         self._pipeline = self._pipeline_for(self._spec, self._runner, self._source, self._sinks)
         self._source.open()
         self._pipeline.start().feed(self._source)
         self._running = True
+        if self.config.http.enabled:  # imported here: prometheus_client only when it is on
+            from edge.http import HttpEndpoint
+
+            try:
+                self.http = HttpEndpoint(self, health=self.health_check).start()
+            except EdgeError:  # e.g. the port is in use: stop what started, then say why
+                self.stop()
+                raise
         if self.mqtt is not None:
             self.mqtt.start()
         self.status(
@@ -226,6 +244,10 @@ class Daemon:
             merged.update(observer.snapshot())
         return merged
 
+    def health(self) -> Health:
+        """ok, degraded or failing, with the reasons (edge.health; docs/monitoring.md)."""
+        return self.health_check.evaluate(self)
+
     def last_result(self) -> Result | None:
         """What the model said about :meth:`last_frame`."""
         return self._post.last_result if self._post is not None else None
@@ -261,6 +283,7 @@ class Daemon:
             exclude={"bundle", "runtime"}
         )
         assert self._spec is not None and self._runner is not None
+        retired = self._observe(config, spec, runner)
         if (
             same_shape
             and spec.postprocess == self._spec.postprocess
@@ -270,6 +293,7 @@ class Daemon:
             self._pipeline.swap_runner(runner)
         else:
             self._restart(config, spec, runner)
+        self._close_observers(retired)
         self.config, self._spec, self._runner = config, spec, runner
         self.last_reload_error = None
         self.status(
@@ -301,9 +325,36 @@ class Daemon:
             except Exception as exc:  # a sink that fails to close must not stop the others
                 log.warning("closing sink %s failed: %s", sink.name, exc)
 
+    def _observe(self, config: EdgeConfig, spec: ModelSpec, runner: ModelRunner) -> list[Observer]:
+        """Build the observers (drift, feedback) for ``spec`` into ``self.observers`` (the
+        same list object: the next pipeline takes it) and hand them to the running
+        postprocess, unless nothing they depend on changed. Returns the retired ones, to
+        close once no pipeline feeds them."""
+        tensor = runner.inputs[0]
+        key = (config.drift, config.feedback, config.device, config.root, spec.name,
+               spec.version, spec.sha256, spec.reference, spec.postprocess, tensor.dtype,
+               tensor.scale, tensor.zero_point, self.mqtt is not None)  # fmt: skip
+        if key == self._observer_key:
+            return []
+        retired = list(self.observers)
+        self.observers[:] = observers_for(config, spec, runner, mqtt=self.mqtt)
+        self._observer_key = key
+        if self._post is not None:  # a swapped runner keeps its pipeline: one attribute store
+            self._post.observers = tuple(self.observers)
+        return retired
+
+    def _close_observers(self, observers: list[Observer]) -> None:
+        for observer in observers:
+            try:
+                observer.close()
+            except Exception as exc:  # one that fails to close must not stop the others
+                log.warning("closing observer %s failed: %s", type(observer).__name__, exc)
+
     def stop(self) -> bool:
         """Drain and stop everything; True when it all stopped within the bound."""
         clean = True
+        if self.http is not None:
+            self.http.stop()
         with self._control:
             self._running = False
             if self._pipeline is not None:
@@ -311,6 +362,7 @@ class Daemon:
                     self._source.close()  # an OpenCV read cannot be interrupted otherwise
                 clean = self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
             self._close_sinks()
+            self._close_observers(self.observers)  # feedback writes what it queued
         if self._pipeline is not None:
             summary = {
                 "counters": self._pipeline.metrics.snapshot()["counters"],

@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from edge.errors import ConfigError, ModelError
+from edge.monitor.reference import ReferenceStats
 from edge.postprocess.config import PostprocessConfig
 from edge.preprocess import PreprocessSpec, parse_spec
 from edge.runtime.model_info import read_model_info
@@ -40,6 +41,7 @@ class ModelSpec:
     preprocess: PreprocessSpec
     postprocess: PostprocessConfig
     origin: str  # "bundle <folder>" or "model <file>"
+    reference: ReferenceStats | None = None  # the bundle's drift reference (manifest monitoring)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ def _from_bundle(
         override_pre or manifest.preprocessing,
         postprocess,
         f"bundle {folder}",
+        manifest.monitoring,
     )
 
 

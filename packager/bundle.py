@@ -6,12 +6,15 @@
 ``model_edgetpu.tflite`` once edgetpu_compiler compiled it), ``labels.txt``, a default
 ``edge.yaml``, the ``edge.service`` systemd unit, ``selftest.npz`` (8 inputs and the
 outputs this machine's runtime gave for them), ``manifest.json`` and ``manifest.sig``.
+The manifest's ``monitoring`` holds the reference statistics of the calibration data
+(packager/reference.py) that the device's drift monitor compares its inputs with.
 
 The same inputs give the same bytes: TFLite conversion is deterministic for the same
 model and calibration data, ``created`` and every member's mtime come from
-``SOURCE_DATE_EPOCH`` or the model's mtime, the selftest runs on one thread, and the
-manifest holds no measured timing (latency varies run to run; it is in the build
-summary and the evaluation report written beside the bundle).
+``SOURCE_DATE_EPOCH`` or the model's mtime, the selftest and the reference statistics
+run on one thread (the statistics rounded), and the manifest holds no measured timing
+(latency varies run to run; it is in the build summary and the evaluation report
+written beside the bundle).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from packager.convert import Converted
 from packager.errors import SourceModelError
 from packager.evaluate import Evaluation
 from packager.pipeline import ConvertJob, ConvertOutcome, run_convert
+from packager.reference import reference_for_bundle
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ class BuiltBundle:
     summary: dict[str, Any]
 
 
-def _signing_key(key: Path | None, unsigned: bool) -> Ed25519PrivateKey | None:
+def signing_key(key: Path | None, unsigned: bool) -> Ed25519PrivateKey | None:
     if key is not None and unsigned:
         raise ConfigError("--key and --unsigned exclude each other: sign with KEY, or do not sign")
     if unsigned:
@@ -114,7 +118,7 @@ def _signing_key(key: Path | None, unsigned: bool) -> Ed25519PrivateKey | None:
     return load_private_key(key)
 
 
-def _bundle_name(name: str | None, model: Path) -> str:
+def bundle_name(name: str | None, model: Path) -> str:
     chosen = name if name is not None else (model.stem if model.is_file() else model.name)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", chosen):
         raise ConfigError(
@@ -303,8 +307,8 @@ def build_bundle(
     console: Console,
 ) -> BuiltBundle:
     """Convert ``model`` for ``profile`` and write a signed, reproducible bundle."""
-    signer = _signing_key(key, unsigned)
-    bundle_name = _bundle_name(name, model)
+    signer = signing_key(key, unsigned)
+    chosen_name = bundle_name(name, model)
     try:
         version_value = parse_version(version)
     except ValueError as exc:
@@ -315,7 +319,7 @@ def build_bundle(
         raise ConfigError(f"--labels {labels}: no such file")
     created = _created(model)
     mode = quant or profile.default_quant
-    stem = f"{bundle_name}-{version_value}-{profile.id}"
+    stem = f"{chosen_name}-{version_value}-{profile.id}"
     with tempfile.TemporaryDirectory(prefix="packager-build-") as work:
         job = ConvertJob(
             model=model,
@@ -339,19 +343,20 @@ def build_bundle(
     spec = _fit_spec(preprocess, runner)
     x, found_labels = _selftest_inputs(runner, eval_data or calib, spec)
     selftest, tolerance = _selftest(runner, x, chosen.mode)
+    reference = reference_for_bundle(runner, calib or eval_data, spec=spec, task=task)
     classes = int(runner.outputs[0].signature[-1]) if runner.outputs[0].signature else 1
-    title = f"{bundle_name} {version_value}, {profile.id}"
+    title = f"{chosen_name} {version_value}, {profile.id}"
     members = {
         COMPILED_MEMBER if compiled else MODEL_MEMBER: model_bytes,
         LABELS_MEMBER: _labels(labels, found_labels, classes, task),
-        CONFIG_MEMBER: _edge_yaml(profile, bundle_name, version_value),
+        CONFIG_MEMBER: _edge_yaml(profile, chosen_name, version_value),
         UNIT_MEMBER: SERVICE_UNIT.format(title=title).encode(),
         SELFTEST: selftest,
     }
     manifest = Manifest.model_validate(
         {
             "schema_version": 1,
-            "name": bundle_name,
+            "name": chosen_name,
             "version": version_value,
             "created": utc_timestamp(created),
             "device": profile.id,
@@ -367,6 +372,7 @@ def build_bundle(
             "toolchain": _toolchain(chosen, compiled),
             "selftest": {"file": SELFTEST, "tolerance": tolerance, "samples": len(x)},
             "notes": _notes(profile, outcome, compiled),
+            "monitoring": reference,
             "files": {member: sha256_hex(data) for member, data in members.items()},
         }
     )  # fmt: skip

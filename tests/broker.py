@@ -256,6 +256,17 @@ class EmbeddedBroker(Broker):
         return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(self.config_path)]
 
 
+def password_file(path: Path, user: str, password: str) -> Path:
+    """A mosquitto password file with one user (mosquitto_passwd); skips the test when
+    the tests run against amqtt, which reads no password files."""
+    binary = find_mosquitto()
+    if binary is None or broker_kind() != "mosquitto":
+        pytest.skip("needs mosquitto (a password file; apt-get install mosquitto)")
+    tool = Path(binary).parent.parent / "bin" / "mosquitto_passwd"
+    subprocess.run([str(tool), "-b", "-c", str(path), user, password], check=True)
+    return path
+
+
 # option: (its value when not asked for, what it needs that only mosquitto has)
 MOSQUITTO_ONLY: dict[str, tuple[object, str]] = {
     "persistence": (False, "sessions that survive a broker restart"),

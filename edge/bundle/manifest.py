@@ -33,6 +33,7 @@ from pydantic import (
 
 from edge.bundle.archive import MEMBER_NAME
 from edge.bundle.errors import IntegrityError, ManifestError
+from edge.monitor.reference import ReferenceStats
 from edge.preprocess import PreprocessSpec
 
 __all__ = [
@@ -183,6 +184,9 @@ class Manifest(_Frozen):
     toolchain: Toolchain
     selftest: Selftest
     notes: tuple[StrictStr, ...] = ()
+    # drift reference statistics of the calibration data (edge.monitor.reference); left
+    # out of manifest.json when None, so manifests from before it keep their bytes
+    monitoring: ReferenceStats | None = None
     files: dict[StrictStr, StrictStr]
 
     @field_validator("version")
@@ -224,8 +228,10 @@ class Manifest(_Frozen):
         return int(stamp.replace(tzinfo=dt.timezone.utc).timestamp())
 
     def to_json(self) -> bytes:
-        """The canonical bytes of this manifest (what manifest.json holds and is signed)."""
-        return canonical_json(self.model_dump(mode="json"))
+        """The canonical bytes of this manifest (what manifest.json holds and is signed);
+        ``monitoring`` is left out when None."""
+        leave_out = {"monitoring"} if self.monitoring is None else set()
+        return canonical_json(self.model_dump(mode="json", exclude=leave_out))
 
     def bundle_name(self) -> str:
         """``NAME-VERSION-DEVICE.tar.gz``."""

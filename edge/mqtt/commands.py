@@ -5,7 +5,8 @@ changed): the name is known, it is allowed (``mqtt.commands``), the payload is U
 JSON (an empty payload is ``{}``), it validates against the command's strict model
 (unknown keys and wrong types are refused), then it runs; a daemon error becomes an
 error result that names it. An outcome may carry messages to publish before the
-result (the JPEG of ``snapshot``).
+result (the JPEG of ``snapshot``: the last frame with its boxes or label drawn,
+edge.overlay).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 from pydantic import BaseModel, ValidationError
 
 from edge.control import check_bundle_path, fetch_bundle
@@ -34,6 +34,7 @@ from edge.mqtt.schemas import (
 )
 from edge.mqtt.telemetry import DaemonView
 from edge.mqtt.topics import Topics
+from edge.overlay import latest, snapshot_jpeg
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 64 * 1024
@@ -166,18 +167,13 @@ class Commands:
         return Outcome(True, detail={"postprocess": applied})
 
     def _snapshot(self, command: SnapshotCommand) -> Outcome:
-        frame = self.daemon.last_frame()
+        frame, result = latest(self.daemon.last_frame, self.daemon.last_result)
         if frame is None:
             return Outcome(False, "snapshot: no frame has gone through the model yet")
         if frame.kind != "image" or frame.data.dtype != "uint8":
             kind = f"{frame.kind} ({frame.data.dtype})"
             return Outcome(False, f"snapshot: the source delivers {kind}, not images")
-        ok, encoded = cv2.imencode(
-            ".jpg", frame.data, [int(cv2.IMWRITE_JPEG_QUALITY), command.quality]
-        )
-        if not ok:
-            return Outcome(False, f"snapshot: JPEG encoding failed for a {frame.data.shape} frame")
-        jpeg = encoded.tobytes()
+        jpeg = snapshot_jpeg(frame, result, quality=command.quality)  # SnapshotError: answered
         topic = self.topics.snapshot
         detail = {
             "topic": topic,

@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import MqttSettings
+from edge.credentials import read_password
 from edge.mqtt.errors import MqttConnectError
 from edge.mqtt.topics import Topics
 
@@ -77,6 +78,9 @@ class Connection:
         self.address = f"{settings.host}:{settings.port}"
         self.backoff = backoff or Backoff()
         self.connected = threading.Event()
+        # monotonic time since when the broker is away (from construction until the first
+        # connect, and from each disconnect); None while connected. Read by edge.health.
+        self.disconnected_since: float | None = time.monotonic()
         self.subscribed = threading.Event()  # connected and every subscription acknowledged
         self._pending: set[int] = set()
         self.attempts: deque[float] = deque(maxlen=64)  # monotonic times of recent tries
@@ -108,13 +112,11 @@ class Connection:
         settings = self.settings
         password = None
         if settings.password_file is not None:
-            try:
-                password = settings.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise MqttConnectError(
-                    f"mqtt {self.address}: cannot read password_file {settings.password_file}: "
-                    f"{exc}"
-                ) from exc
+            password = read_password(
+                settings.password_file,
+                error=MqttConnectError,
+                label=f"mqtt {self.address}: password_file",
+            )
         if settings.username:
             self.client.username_pw_set(settings.username, password)
         elif password is not None:
@@ -226,6 +228,7 @@ class Connection:
                 listener()
             except Exception:  # one failing listener must not stop the others
                 log.exception("mqtt %s: on-connect listener failed", self.address)
+        self.disconnected_since = None
         self.connected.set()  # after the listeners: the forwarder has reset by then
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
@@ -250,6 +253,8 @@ class Connection:
     ) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        if self.disconnected_since is None:
+            self.disconnected_since = time.monotonic()
         self.subscribed.clear()
         if was and not self._stopping:
             log.warning(

@@ -18,6 +18,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +167,17 @@ class MqttService:
             snapshot = {}
         uptime = time.monotonic() - self.daemon.started_at
         stats = self.spool.stats()
+        health, monitoring = self.daemon.health(), self.daemon.monitoring()
 
         def build(seq: int) -> bytes:
             return build_telemetry(
-                snapshot, seq, stats=self._stats, uptime_s=uptime, spool=stats
+                snapshot,
+                seq,
+                stats=self._stats,
+                uptime_s=uptime,
+                spool=stats,
+                health=health,
+                monitoring=monitoring,
             ).to_json()
 
         if self.spool_telemetry:
@@ -178,6 +186,17 @@ class MqttService:
         else:
             seq = self.spool.next_seq("telemetry")
             self.connection.publish(self.topics.telemetry, build(seq), qos=self.settings.qos)
+
+    def spool_publish(
+        self, kind: str, topic: str, build: Callable[[int], bytes], qos: int = 1
+    ) -> int | None:
+        """Publish ``build(seq)`` on ``topic`` with store and forward, as events are: it is
+        committed to the spool (``seq`` is the next of the stream ``kind``) before this
+        returns, then the forwarder is woken. The seq, or None when the full spool refused
+        it; SpoolError when the spool cannot be written. Any thread (drift, feedback)."""
+        seq = self.spool.append(kind, topic, build, qos=qos)
+        self.forwarder.wake()
+        return seq
 
     def _telemetry_loop(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -18,11 +18,13 @@ from edge.config import EdgeConfig
 from edge.mqtt.schemas import (
     INFO_SCHEMA,
     TELEMETRY_SCHEMA,
+    Health,
     InfoPayload,
     SpoolStats,
     StageLatency,
     TelemetryPayload,
 )
+from edge.postprocess.results import Result
 from edge.sources.frames import Frame
 
 THERMAL = Path("/sys/class/thermal")
@@ -46,6 +48,12 @@ class DaemonView(Protocol):
     def restart(self) -> None: ...
 
     def last_frame(self) -> Frame | None: ...
+
+    def last_result(self) -> Result | None: ...  # what the model said about last_frame()
+
+    def monitoring(self) -> dict[str, Any]: ...  # drift and feedback (edge.monitor)
+
+    def health(self) -> Health | None: ...  # edge.health; None where it is not evaluated
 
     def install(self, path: Path, *, force: bool = False) -> dict[str, Any]: ...
 
@@ -138,7 +146,12 @@ def telemetry_payload(
     stats: ProcessStats,
     uptime_s: float,
     spool: dict[str, int] | None,
+    health: Health | None = None,
+    monitoring: dict[str, Any] | None = None,
 ) -> TelemetryPayload:
+    """The telemetry payload; ``monitoring`` is the daemon's ``monitoring()`` (drift PSI
+    per statistic, feedback counters), left out where no observer runs."""
+    monitoring = monitoring or {}
     stages = {
         name: StageLatency.model_validate(values)
         for name, values in snapshot.get("stages", {}).items()
@@ -157,5 +170,8 @@ def telemetry_payload(
             "temperature_c": stats.temperature_c(),
             "uptime_s": round(uptime_s, 3),
             "spool": SpoolStats.model_validate(spool) if spool is not None else None,
+            "health": health,
+            "drift": monitoring.get("drift"),
+            "feedback": monitoring.get("feedback"),
         }
     )

@@ -21,6 +21,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.credentials import read_password
 from edge.sources.base import SourceBase
 from edge.sources.config import MqttSource
 from edge.sources.errors import SourceError, SourceTimeoutError
@@ -105,10 +106,7 @@ class MqttTopic(SourceBase):
         path = self.config.password_file
         if path is None:
             return None
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceError(f"mqtt {self.address}: password_file {path}: {exc}") from exc
+        return read_password(path, error=SourceError, label=f"mqtt {self.address}: password_file")
 
     def close(self) -> None:
         self._closed.set()

@@ -79,6 +79,8 @@ def test_daemon_publishes_status_info_telemetry_and_every_event(
     assert info["runtime"]["delegate"] == "xnnpack"
     telemetry = [json.loads(p) for p in subscriber.payloads("/telemetry")]
     assert len(telemetry) >= 2 and all(t["schema"].startswith("edge.telemetry/") for t in telemetry)
+    assert telemetry[-1]["health"] == {"status": "ok", "reasons": []}
+    assert telemetry[-1]["drift"] is None  # a plain .tflite has no reference statistics
     events = [json.loads(p) for p in subscriber.payloads("/events")]
     seqs = [e["seq"] for e in events]
     assert sorted(set(seqs)) == list(range(seqs[0], seqs[0] + 120))  # all 120 frames, no gap

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import EdgeConfig, parse_config
+from edge.mqtt.schemas import Health
 from edge.pipeline.metrics import StageMetrics
 from edge.postprocess.results import Result
 from edge.sources.frames import Frame
@@ -32,6 +33,7 @@ class StandInDaemon:
         self.reloads = 0
         self.changes: list[tuple[str, Any]] = []
         self.frame: Frame | None = None
+        self.result: Result | None = None
 
     def measurements(self) -> dict[str, Any]:
         return self.metrics.snapshot()
@@ -51,6 +53,15 @@ class StandInDaemon:
 
     def last_frame(self) -> Frame | None:
         return self.frame
+
+    def last_result(self) -> Result | None:
+        return self.result
+
+    def monitoring(self) -> dict[str, Any]:
+        return {}
+
+    def health(self) -> Health | None:
+        return None  # the real evaluation needs a pipeline: tests/http, tests/daemon
 
     def install(self, path: Path, *, force: bool = False) -> dict[str, Any]:
         self.changes.append(("install", path))

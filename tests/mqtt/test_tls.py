@@ -7,7 +7,6 @@ import datetime
 import ipaddress
 import itertools
 import logging
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge.mqtt import MqttService, attach
-from tests.broker import BrokerTls, Mosquitto, broker_kind, find_mosquitto
+from tests.broker import BrokerTls, Mosquitto, password_file
 from tests.mqtt.support import (
     StandInDaemon,
     Subscriber,
@@ -84,15 +83,8 @@ def make_pki(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, Path]]]:
-    binary = find_mosquitto()
-    if binary is None or broker_kind() != "mosquitto":
-        pytest.skip(
-            "needs mosquitto (a TLS listener and a password file; apt-get install mosquitto)"
-        )
+    passwords = password_file(tmp_path / "passwd", USER, PASSWORD)
     pki = make_pki(tmp_path / "pki")
-    passwords = tmp_path / "passwd"
-    tool = Path(binary).parent.parent / "bin" / "mosquitto_passwd"
-    subprocess.run([str(tool), "-b", "-c", str(passwords), USER, PASSWORD], check=True)
     tls = BrokerTls(pki["ca"], pki["server"], pki["server_key"])
     with Mosquitto(
         tmp_path / "mosquitto", anonymous=False, password_file=passwords, tls=tls

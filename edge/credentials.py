@@ -1,0 +1,21 @@
+"""Reading an MQTT password file: one rule for the daemon, its sources, the dashboard,
+`edge doctor` and `packager dataset collect`.
+
+The file holds the password alone; a trailing newline (what an editor or ``echo`` adds)
+is not part of it. The password is never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.errors import EdgeError
+
+
+def read_password(path: Path, *, error: type[EdgeError], label: str) -> str:
+    """The password in ``path``; ``error`` (``"<label> <path>: cannot read it: why"``)
+    when the file cannot be read or is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{label} {path}: cannot read it: {exc}") from exc

@@ -1,0 +1,243 @@
+"""/metrics: the daemon's state in Prometheus form, read when scraped.
+
+:class:`DaemonCollector` turns the daemon's snapshots (``measurements()``,
+``describe()``, ``monitoring()``, the MQTT spool and connection, the health) into metric
+families at scrape time: nothing is updated on the inference thread. :func:`make_registry`
+puts it in a registry of its own with prometheus_client's process collector (CPU
+seconds, resident memory, open files). docs/monitoring.md lists every name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from edge.health import HealthView
+from edge.mqtt.schemas import Health
+from edge.mqtt.telemetry import ProcessStats
+
+# the pipeline's counters (edge.pipeline.metrics.COUNTERS) -> metric name, help
+COUNTERS: dict[str, tuple[str, str]] = {
+    "frames_in": ("edge_frames_in", "Frames the source offered to the pipeline."),
+    "processed": ("edge_frames_processed", "Results handed to the sinks."),
+    "dropped": ("edge_frames_dropped", "Frames or results thrown away (full queue, stop)."),
+    "errors": ("edge_frame_errors", "Frames that failed a stage."),
+    "sink_errors": ("edge_sink_errors", "Sink calls that raised."),
+    "batches": ("edge_batches", "Micro-batches run through the model."),
+}
+QUANTILES = (("p50_ms", "0.5"), ("p95_ms", "0.95"), ("p99_ms", "0.99"))
+HEALTH_STATES = ("ok", "degraded", "failing")
+SOURCE_STATES = ("running", "retrying", "ended", "failed")
+
+
+class DaemonCollector:
+    """A prometheus_client collector over a running daemon; ``health`` gives the current
+    :class:`Health` (shared with /healthz, so both say the same)."""
+
+    def __init__(
+        self,
+        daemon: HealthView,
+        health: Callable[[], Health],
+        *,
+        temperature: Callable[[], float | None] = ProcessStats.temperature_c,
+    ) -> None:
+        self.daemon = daemon
+        self.health = health
+        self.temperature = temperature
+
+    def collect(self) -> Iterator[Metric]:
+        daemon = self.daemon
+        try:
+            snapshot = daemon.measurements()
+        except AssertionError:  # the pipeline is not built yet
+            snapshot = {}
+        described = daemon.describe()
+        yield from _identity(described)
+        yield GaugeMetricFamily(
+            "edge_running", "1 while the pipeline runs.", value=1 if described.get("running") else 0
+        )
+        yield from _pipeline(snapshot)
+        yield _states(
+            "edge_source_state",
+            "The source's state (1 for the current one).",
+            "state",
+            SOURCE_STATES,
+            daemon.source_state(),
+        )
+        health = self.health()
+        yield _states(
+            "edge_health_status",
+            "ok, degraded or failing (1 for the current one); /healthz gives the reasons.",
+            "status",
+            HEALTH_STATES,
+            health.status,
+        )
+        yield GaugeMetricFamily(
+            "edge_health_reasons",
+            "Reasons for a degraded or failing health.",
+            value=len(health.reasons),
+        )
+        yield from self._mqtt()
+        temperature = self.temperature()
+        if temperature is not None:
+            yield GaugeMetricFamily(
+                "edge_temperature_celsius", "The hottest thermal zone.", value=temperature
+            )
+        yield from _monitoring(daemon.monitoring(), daemon.config.drift.threshold)
+
+    def _mqtt(self) -> Iterator[Metric]:
+        link = self.daemon.mqtt
+        if link is None:
+            return
+        yield GaugeMetricFamily(
+            "edge_mqtt_connected",
+            "1 while connected to the broker.",
+            value=1 if link.connection.connected.is_set() else 0,
+        )
+        stats = link.spool.stats()
+        for key, name, text in (
+            ("depth", "edge_spool_events", "Events in the disk spool, waiting for the broker."),
+            ("bytes", "edge_spool_bytes", "Bytes of events in the disk spool."),
+            ("max_bytes", "edge_spool_max_bytes", "The spool's size limit (spool.max_bytes)."),
+        ):
+            yield GaugeMetricFamily(name, text, value=stats.get(key, 0))
+        yield CounterMetricFamily(
+            "edge_spool_dropped",
+            "Oldest events dropped from a full spool (when_full: drop_oldest).",
+            value=stats.get("dropped", 0),
+        )
+        yield CounterMetricFamily(
+            "edge_spool_rejected",
+            "New events refused by a full spool (when_full: reject_newest).",
+            value=stats.get("rejected", 0),
+        )
+
+
+def _identity(described: Mapping[str, Any]) -> Iterator[Metric]:
+    model = described.get("model") or {}
+    runtime = described.get("runtime") or {}
+    backend = runtime.get("backend") or {}
+    labels = {
+        "device": described.get("device"),
+        "model": model.get("name"),
+        "version": model.get("version"),
+        "sha256": model.get("sha256"),
+        "task": model.get("task"),
+        "delegate": runtime.get("delegate"),
+        "chain": runtime.get("chain"),
+        "backend": backend.get("name"),
+        "backend_version": backend.get("version"),
+    }
+    yield InfoMetricFamily(
+        "edge_model",
+        "The model running, the delegate in use and the TFLite runtime.",
+        value={key: "" if value is None else str(value) for key, value in labels.items()},
+    )
+    if runtime:
+        yield GaugeMetricFamily(
+            "edge_delegate_fell_back",
+            "1 when the first delegate of runtime.delegates could not be used.",
+            value=1 if runtime.get("fell_back") else 0,
+        )
+
+
+def _pipeline(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "edge_fps",
+        "Results per second over the last few seconds.",
+        value=float(snapshot.get("fps", 0.0)),
+    )
+    latency = GaugeMetricFamily(
+        "edge_stage_latency_seconds",
+        "Per-stage latency percentiles over the most recent samples.",
+        labels=["stage", "quantile"],
+    )
+    samples = CounterMetricFamily(
+        "edge_stage_samples", "Timings recorded per stage.", labels=["stage"]
+    )
+    for stage, values in snapshot.get("stages", {}).items():
+        for key, quantile in QUANTILES:
+            if values.get(key) is not None:
+                latency.add_metric([stage, quantile], round(float(values[key]) / 1e3, 9))
+        samples.add_metric([stage], float(values.get("count", 0)))
+    yield latency
+    yield samples
+    counters = snapshot.get("counters", {})
+    for key, (name, text) in COUNTERS.items():
+        yield CounterMetricFamily(name, text, value=float(counters.get(key, 0)))
+    for key in sorted(set(counters) - set(COUNTERS)):  # a counter added later still shows
+        yield CounterMetricFamily(
+            f"edge_pipeline_{key}", f"The pipeline's {key!r} counter.", value=counters[key]
+        )
+    depth = GaugeMetricFamily(
+        "edge_queue_depth",
+        "Items waiting (frames: frames; results: micro-batches).",
+        labels=["queue"],
+    )
+    for queue, value in snapshot.get("queue_depth", {}).items():
+        depth.add_metric([queue], float(value))
+    yield depth
+
+
+def _states(
+    name: str, text: str, label: str, states: tuple[str, ...], current: str | None
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, text, labels=[label])
+    for state in states:
+        family.add_metric([state], 1 if state == current else 0)
+    return family
+
+
+def _monitoring(monitoring: Mapping[str, Any], threshold: float) -> Iterator[Metric]:
+    drift = monitoring.get("drift")
+    if isinstance(drift, Mapping):
+        psi = GaugeMetricFamily(
+            "edge_drift_psi",
+            "Population stability index of each statistic against the bundle's reference "
+            "(absent below drift.min_samples).",
+            labels=["statistic"],
+        )
+        for statistic, value in sorted(drift.items()):
+            if isinstance(value, int | float):
+                psi.add_metric([str(statistic)], float(value))
+        yield psi
+        yield GaugeMetricFamily(
+            "edge_drift_threshold", "PSI above this is drift (drift.threshold).", value=threshold
+        )
+    feedback = monitoring.get("feedback")
+    if isinstance(feedback, Mapping):
+        family = CounterMetricFamily(
+            "edge_feedback_samples",
+            "Feedback capture: inputs saved, skipped (rate, quota) or evicted.",
+            labels=["outcome"],
+        )
+        for outcome, value in sorted(feedback.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                family.add_metric([str(outcome)], float(value))
+        yield family
+    disk = monitoring.get("feedback_disk")
+    if isinstance(disk, Mapping):  # files come and go (quota): gauges, not counters
+        for key, unit in (("files", "files"), ("bytes", "bytes")):
+            if isinstance(disk.get(key), int | float):
+                yield GaugeMetricFamily(
+                    f"edge_feedback_disk_{unit}",
+                    f"Feedback samples kept on disk ({unit}; quota: feedback.quota_mb, max_files).",
+                    value=float(disk[key]),
+                )
+
+
+def make_registry(daemon: HealthView, health: Callable[[], Health]) -> CollectorRegistry:
+    """A registry of its own (never the global one) with the daemon's collector and
+    prometheus_client's process collector."""
+    registry = CollectorRegistry()
+    registry.register(DaemonCollector(daemon, health))
+    ProcessCollector(registry=registry)
+    return registry
