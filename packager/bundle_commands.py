@@ -15,7 +15,17 @@ from typing import Any
 from edge.bundle.manifest import TASKS
 from packager.compress_commands import add_recipe_option, build_from_recipe
 
-__all__ = ["add_build", "add_keygen", "add_profiles", "add_sign", "add_verify"]
+__all__ = [
+    "add_build",
+    "add_bundle_options",
+    "add_keygen",
+    "add_profiles",
+    "add_sign",
+    "add_verify",
+    "build_from_args",
+    "load_preprocess",
+    "report_built",
+]
 
 QUANT_CHOICES = ("fp32", "dynamic", "fp16", "int8", "int16x8", "auto")
 
@@ -26,7 +36,7 @@ def _console(*, stderr: bool = False) -> Any:
     return make_console(stderr=stderr)
 
 
-def _load_preprocess(path: Path | None) -> Any:
+def load_preprocess(path: Path | None) -> Any:
     import yaml
 
     from edge.errors import ConfigError
@@ -54,6 +64,19 @@ def add_build(sub: Any) -> None:
         "selftest.npz, manifest.json and its ed25519 signature. Same inputs, same bytes.",
     )
     p.add_argument("model", type=Path, help=".keras, .h5 or a SavedModel folder")
+    add_bundle_options(p)
+    add_recipe_option(p)
+    p.set_defaults(handler=_cmd_build)
+
+
+def add_bundle_options(
+    p: argparse.ArgumentParser,
+    *,
+    out_dir_flags: tuple[str, ...] = ("-o", "--out-dir"),
+    version_required: bool = False,
+    task: bool = True,
+) -> None:
+    """The options of `packager build` after the model: also `packager retrain`'s."""
     p.add_argument("--device", required=True, metavar="ID|PATH", help="device profile")
     p.add_argument("--quant", choices=QUANT_CHOICES, help="default: the profile's default_quant")
     p.add_argument("--calib", type=Path, help="calibration data: .npz (x) or image folder")
@@ -61,21 +84,26 @@ def add_build(sub: Any) -> None:
     p.add_argument("--max-drop", type=float, metavar="POINTS", help="accuracy budget in points")
     p.add_argument("--labels", type=Path, help="class names, one per line (default: 0..N-1)")
     p.add_argument("--name", help="bundle name (default: the model file's stem)")
-    p.add_argument("--version", default="1", help="positive integer or semver (default 1)")
+    if version_required:
+        p.add_argument("--version", required=True, help="positive integer or semver")
+    else:
+        p.add_argument("--version", default="1", help="positive integer or semver (default 1)")
     signing = p.add_mutually_exclusive_group()
     signing.add_argument("--key", type=Path, help="ed25519 private key (packager keygen)")
     signing.add_argument("--unsigned", action="store_true", help="no signature (tests only)")
-    p.add_argument("--task", choices=TASKS, default="classification")
+    if task:
+        p.add_argument("--task", choices=TASKS, default="classification")
+    else:
+        p.set_defaults(task="classification")
     p.add_argument("--preprocess", type=Path, help="preprocessing spec (YAML or JSON)")
     p.add_argument(
         "--allow-uncompiled",
         action="store_true",
         help="edgetpu: bundle the int8 model when edgetpu_compiler is missing",
     )
-    p.add_argument("-o", "--out-dir", type=Path, default=Path("dist"), help="default: dist/")
+    p.add_argument(*out_dir_flags, dest="out_dir", type=Path, default=Path("dist"),
+                   help="where the bundle goes (default: dist/)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_recipe_option(p)
-    p.set_defaults(handler=_cmd_build)
 
 
 def _percent(value: float | None) -> str:
@@ -91,11 +119,15 @@ def _accuracy(evaluation: Any) -> str:
     return f"{_percent(evaluation.quantized)} (source {_percent(evaluation.reference)}{drop})"
 
 
-def _build(args: argparse.Namespace, profile: Any, console: Any) -> Any:
+def build_from_args(
+    args: argparse.Namespace, profile: Any, console: Any, *, model: Path | None = None
+) -> Any:
+    """build_bundle with the options of :func:`add_bundle_options` (a BuiltBundle);
+    ``model`` replaces ``args.model``."""
     from packager.bundle import build_bundle
 
     return build_bundle(
-        model=args.model,
+        model=model if model is not None else args.model,
         profile=profile,
         out_dir=args.out_dir,
         quant=args.quant,
@@ -108,28 +140,40 @@ def _build(args: argparse.Namespace, profile: Any, console: Any) -> Any:
         key=args.key,
         unsigned=args.unsigned,
         task=args.task,
-        preprocess=_load_preprocess(args.preprocess),
+        preprocess=load_preprocess(args.preprocess),
         allow_uncompiled=args.allow_uncompiled,
         console=console,
     )
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from edge.profiles import load_profile
 
     console = _console(stderr=args.json)
     profile = load_profile(args.device)
     if args.recipe is not None:
         built = build_from_recipe(
-            args, profile=profile, console=console, preprocess=_load_preprocess(args.preprocess)
+            args, profile=profile, console=console, preprocess=load_preprocess(args.preprocess)
         )
     else:
-        built = _build(args, profile, console)
+        built = build_from_args(args, profile, console)
+    return report_built(args, built, profile, console)
+
+
+def report_built(
+    args: argparse.Namespace,
+    built: Any,
+    profile: Any,
+    console: Any,
+    *,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Print what was built: a table, or with --json one object (``extra`` merged in)."""
+    from rich.table import Table
+
     s, m = built.summary, built.manifest
     if args.json:
-        print(json.dumps({"summary": s, "manifest": m.model_dump(mode="json")}))
+        print(json.dumps((extra or {}) | {"summary": s, "manifest": m.model_dump(mode="json")}))
         return 0
     for note in m.notes:
         console.print(note)
