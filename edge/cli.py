@@ -17,6 +17,7 @@ from typing import Any
 
 from edge import __version__, install_commands
 from edge.cli_support import make_parser, run
+from edge.dashboard.command import add_dashboard
 from edge.errors import ConfigError, EdgeError
 
 
@@ -169,6 +170,58 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="diagnose this device: runtime, delegates, Coral, heat, clock, broker, disk",
+        description="Check what breaks edge devices most and print each finding with a "
+        "one-line fix. Exit 0 when nothing is a problem (warnings allowed), 1 otherwise.",
+    )
+    p.add_argument("--config", type=Path, help="edge.yaml: its delegates, broker and paths")
+    p.add_argument("--profile", metavar="ID", help="device profile whose delegates to load")
+    p.add_argument("--broker", metavar="HOST[:PORT]", help="broker to try (default: the config's)")
+    p.add_argument(
+        "--root", type=Path, default=Path("/"), metavar="DIR", help="read device files under DIR"
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list of findings")
+    p.set_defaults(handler=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from edge.doctor import (
+        DoctorContext,
+        Thresholds,
+        diagnose,
+        exit_code,
+        parse_broker,
+        render_json,
+        render_report,
+    )
+
+    config = None
+    if args.config is not None:
+        from edge.config import load_config
+
+        config = load_config(args.config)
+    profile = None
+    if args.profile is not None:
+        from edge.profiles import load_profile
+
+        profile = load_profile(args.profile)
+    if not args.root.is_dir():
+        raise ConfigError(f"--root {args.root}: no such folder")
+    context = DoctorContext(
+        root=args.root,
+        config=config,
+        profile=profile,
+        broker=parse_broker(args.broker) if args.broker is not None else None,
+        thresholds=Thresholds.for_config(config),
+    )
+    findings = diagnose(context)
+    print(render_json(findings) if args.json else render_report(findings))
+    return exit_code(findings)
+
+
 def _add_run(sub: Any) -> None:
     p = sub.add_parser(
         "run",
@@ -268,6 +321,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_bench,
+    _add_doctor,
     _add_info,
     _add_run,
     install_commands.add_verify,
@@ -275,6 +329,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     install_commands.add_rollback,
     install_commands.add_installed,
     install_commands.add_service,
+    add_dashboard,
 )
 
 

@@ -1,0 +1,229 @@
+"""The dashboard in a real headless browser: two real daemons (`edge run`) publish to
+mosquitto, Debian's chromium shows their tiles live, and one is killed.
+
+The screenshot goes to build/test-artifacts/dashboard.png. Skipped only when Debian's
+chromium or its driver is missing (apt-get install chromium chromium-driver); Selenium
+is given both paths, so Selenium Manager never runs or downloads anything.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from edge.dashboard.server import Dashboard
+from edge.dashboard.settings import make_settings
+from tests.broker import Broker
+from tests.processes import stop_process
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+DEVICES = ("garage-pi", "kitchen-pi")
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # the tests run as root in CI
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+    "--window-size=1280,900",
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+        reason=f"needs Debian's chromium and its driver ({CHROMIUM}, {CHROMEDRIVER}): "
+        "apt-get install chromium chromium-driver",
+    ),
+]
+
+
+def start_daemon(
+    name: str, demo: dict[str, Path], port: int, folder: Path
+) -> subprocess.Popen[bytes]:
+    folder.mkdir()
+    config = folder / "edge.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "device_id": name,
+                "bundle": str(demo["int8"]),
+                "source": {
+                    "type": "video",
+                    "path": str(demo["video"]),
+                    "realtime": True,
+                    "loop": True,
+                },
+                "runtime": {"threads": 1},
+                "sinks": [],
+                "mqtt": {"enabled": True, "host": "127.0.0.1", "port": port},
+                "telemetry_interval_s": 0.5,
+                "spool": {"path": str(folder / "spool.sqlite")},
+            }
+        )
+    )
+    with (folder / "daemon.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def daemons(
+    demo: dict[str, Path], broker: Broker, tmp_path: Path
+) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    running = {name: start_daemon(name, demo, broker.port, tmp_path / name) for name in DEVICES}
+    try:
+        yield running
+    finally:
+        for process in running.values():
+            stop_process(process)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def tiles(driver: Any) -> dict[str, dict[str, str]]:
+    """What each tile shows, read from the page: state and the numbers."""
+    read = """
+        const out = {};
+        for (const tile of document.querySelectorAll('.tile[data-device]')) {
+          const f = (name) => tile.querySelector(`[data-f="${name}"]`).textContent;
+          out[tile.dataset.device] = {
+            state: tile.dataset.state, badge: f('state'), fps: f('fps'),
+            processed: f('processed'), mark: f('mark'), model: f('model'),
+            points: String(tile.querySelectorAll('.spark-line').length),  // fps and p95
+          };
+        }
+        return out;
+    """
+    found: dict[str, dict[str, str]] = driver.execute_script(read)
+    return found
+
+
+def wait_for(driver: Any, check: Any, timeout: float, what: str, logs: list[Path]) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check(tiles(driver))
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            tails = "\n".join(f"--- {p}:\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
+            raise AssertionError(
+                f"{what}: not seen within {timeout} s; tiles {tiles(driver)}\n{tails}"
+            )
+        time.sleep(0.1)
+
+
+def count(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_two_daemons_live_in_the_browser_and_one_killed(
+    broker: Broker,
+    daemons: dict[str, subprocess.Popen[bytes]],
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    logs = [tmp_path / name / "daemon.log" for name in DEVICES]
+    settings = make_settings(broker_host="127.0.0.1", broker_port=broker.port, listen_port=0)
+    with Dashboard(settings) as dashboard:
+        browser.get(dashboard.url)
+        browser.execute_script("window.loadedOnce = true")  # gone if the page reloads
+        online = wait_for(
+            browser,
+            lambda t: (
+                all(
+                    t.get(n, {}).get("state") == "online" and t[n]["processed"] != "—"
+                    for n in DEVICES
+                )
+                and t
+            ),
+            timeout=25,
+            what="both tiles online with numbers",
+            logs=logs,
+        )
+        assert online["kitchen-pi"]["model"].startswith("digits-int8 v0 · on xnnpack")
+        before = {n: count(online[n]["processed"]) for n in DEVICES}
+        wait_for(
+            browser,
+            lambda t: all(count(t[n]["processed"]) > before[n] + 10 for n in DEVICES),
+            timeout=10,
+            what="processed counts going up on both tiles",
+            logs=logs,
+        )
+        wait_for(  # a few seconds of chart
+            browser,
+            lambda t: (
+                all(t[n]["points"] == "2" for n in DEVICES)
+                and len(dashboard.fleet.snapshot()["devices"]["kitchen-pi"]["history"]) >= 16
+            ),
+            timeout=15,
+            what="both charts drawn",
+            logs=logs,
+        )
+
+        daemons["garage-pi"].send_signal(signal.SIGKILL)
+        killed = wait_for(
+            browser,
+            lambda t: t["garage-pi"]["state"] == "offline" and t,
+            timeout=10,
+            what="garage-pi offline after SIGKILL",
+            logs=logs,
+        )
+        assert killed["garage-pi"]["badge"] == "offline"
+        assert killed["garage-pi"]["mark"].startswith("Offline since")
+        assert killed["kitchen-pi"]["state"] == "online"
+        alive = count(killed["kitchen-pi"]["processed"])
+        wait_for(
+            browser,
+            lambda t: count(t["kitchen-pi"]["processed"]) > alive,
+            timeout=5,
+            what="kitchen-pi still counting",
+            logs=logs,
+        )
+        summary = browser.find_element("id", "summary").text
+        assert summary == "2 devices · 1 online · 1 offline"
+        assert browser.execute_script("return window.loadedOnce === true"), "the page reloaded"
+
+        time.sleep(1.0)  # let the last update land before the picture
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+        errors = [
+            entry
+            for entry in browser.get_log("browser")
+            if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+        ]
+        assert errors == [], errors
