@@ -7,6 +7,11 @@ one run:
 * naive: read a frame from the video, cv2.resize, scale, quantize, set, invoke, get,
   all in one thread;
 * daemon, in memory: the daemon's pipeline fed from decoded frames held in memory;
+* daemon, in memory, drift + feedback on: the same, with the device's observers attached
+  as the daemon attaches them (LivePostprocess; edge.monitor.observers_for): a drift
+  monitor scoring every frame against reference statistics of the first REFERENCE_FRAMES
+  preprocessed frames, and feedback capture with every frame a candidate and the
+  default rate limit (the writer mostly skipped, as on a device);
 * daemon, video: `edge run MODEL --source VIDEO` as a process (capture and preprocessing
   overlap inference), with its peak RSS and the time from launch to the first result.
 
@@ -16,25 +21,37 @@ Prints a table and writes build/bench/daemon-<threads>threads.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from edge.config import DriftSettings, EdgeConfig, FeedbackSettings
+from edge.control import LivePostprocess, Observer
+from edge.model_spec import ModelSpec
+from edge.monitor import ReferenceStats, observers_for
+from edge.monitor.drift import DriftMonitor
 from edge.pipeline import Pipeline, frame_geometry, frame_preprocess
 from edge.postprocess import PostprocessConfig, make_postprocess
 from edge.preprocess import PreprocessSpec, spec_for_input
-from edge.runtime import load_model
+from edge.runtime import ModelRunner, load_model
 from edge.sources.frames import Frame
 from edge.textable import render_table
+from packager.reference import compute_reference
 from tests.models import mobilenet_models
 
 FRAMES = 300
+REFERENCE_FRAMES = 200  # the drift reference: the first frames, preprocessed (float)
+# the drift monitor scores its window every 50 frames once 100 are in: every frame counts
+DRIFT = DriftSettings(window=200, min_samples=100, check_every=50)
 FRAME_SIZE = (480, 640)  # a camera's VGA frame, resized to the model's 224 x 224
 
 
@@ -119,10 +136,21 @@ def naive_loop(model: Path, threads: int, video: Path) -> float:
     return count / (time.perf_counter() - start)
 
 
-def daemon_in_memory(model: Path, threads: int, frames: list[np.ndarray]) -> float:
+def daemon_in_memory(
+    model: Path,
+    threads: int,
+    frames: list[np.ndarray],
+    observe: Callable[[ModelRunner], list[Observer]] | None = None,
+) -> float:
+    """With ``observe`` (the observers for the runner), the postprocess is the daemon's
+    LivePostprocess feeding them; they are closed after the run (not timed)."""
     runner = load_model(model, threads=threads)
     spec = PreprocessSpec(color="rgb")
     size = spec_for_input(runner.inputs[0].shape, spec)
+    postprocess = make_postprocess(
+        PostprocessConfig(task="classification"), geometry_for=frame_geometry(spec, size)
+    )
+    observers = observe(runner) if observe is not None else []
     pipeline = Pipeline(
         runner,
         preprocess=frame_preprocess(
@@ -130,9 +158,7 @@ def daemon_in_memory(model: Path, threads: int, frames: list[np.ndarray]) -> flo
             size,
             (runner.inputs[0].scale, runner.inputs[0].zero_point, runner.inputs[0].dtype),
         ),
-        postprocess=make_postprocess(
-            PostprocessConfig(task="classification"), geometry_for=frame_geometry(spec, size)
-        ),
+        postprocess=LivePostprocess(postprocess, observers) if observe is not None else postprocess,
         sinks=[],
         live=False,
     ).start()
@@ -142,8 +168,46 @@ def daemon_in_memory(model: Path, threads: int, frames: list[np.ndarray]) -> flo
     pipeline.wait_source()
     pipeline.stop(drain=True, timeout=60)
     elapsed = time.perf_counter() - start
+    for observer in observers:
+        observer.close()
     processed = pipeline.metrics.counter("processed")
     return processed / elapsed
+
+
+def daemon_in_memory_monitored(
+    model: Path, threads: int, frames: list[np.ndarray], reference: ReferenceStats
+) -> dict[str, Any]:
+    """daemon_in_memory with drift and feedback on, the observers built as the daemon
+    builds them; with what they saw (drift scores, feedback counters)."""
+    spec = ModelSpec(
+        model.stem,
+        "0",
+        model,
+        hashlib.sha256(model.read_bytes()).hexdigest(),
+        PreprocessSpec(color="rgb"),
+        PostprocessConfig(task="classification"),
+        f"model {model}",
+        reference,
+    )
+    built: list[Observer] = []
+    with tempfile.TemporaryDirectory(prefix="edge-bench-feedback-") as folder:
+        config = EdgeConfig(
+            device_id="bench",
+            drift=DRIFT,
+            feedback=FeedbackSettings(enabled=True, band=(0.0, 1.0), directory=Path(folder)),
+        )
+
+        def observe(runner: ModelRunner) -> list[Observer]:
+            built.extend(observers_for(config, spec, runner))
+            if not any(isinstance(o, DriftMonitor) for o in built):
+                sys.exit("the drift monitor is off: the reference does not fit the model")
+            return built
+
+        fps = daemon_in_memory(model, threads, frames, observe)
+    snapshot: dict[str, Any] = {}
+    for observer in built:
+        snapshot.update(observer.snapshot())
+    return {"fps": fps, **snapshot}
 
 
 def daemon_on_video(model: Path, threads: int, video: Path, out: Path) -> dict[str, Any]:
@@ -206,34 +270,49 @@ def main() -> None:
     size = spec_for_input(runner.inputs[0].shape, spec)
     preprocess = frame_preprocess(spec, size)
     (tensor,) = runner.inputs
+    inputs = [preprocess(Frame(i, 0.0, f, "image", "x")) for i, f in enumerate(frames)]
     tensors = [
-        np.clip(
-            np.round(preprocess(Frame(i, 0.0, f, "image", "x")) / tensor.scale) + tensor.zero_point,
-            -128,
-            127,
-        ).astype(np.int8)[np.newaxis]
-        for i, f in enumerate(frames)
+        np.clip(np.round(x / tensor.scale) + tensor.zero_point, -128, 127).astype(np.int8)[
+            np.newaxis
+        ]
+        for x in inputs
     ]
+    reference = compute_reference(
+        runner,
+        np.stack(inputs[:REFERENCE_FRAMES]),
+        postprocess=PostprocessConfig(task="classification"),
+    )
     del runner
 
     raw = raw_loop(model, args.threads, tensors)
     naive = naive_loop(model, args.threads, video)
     memory = daemon_in_memory(model, args.threads, frames)
+    monitored = daemon_in_memory_monitored(model, args.threads, frames, reference)
     on_video = daemon_on_video(model, args.threads, video, args.out)
     rows = [
-        ["raw loop (preprocessed tensors)", f"{raw:.1f}", "1.00", "-", "-"],
+        ["raw loop (preprocessed tensors)", f"{raw:.1f}", "1.00", "-", "-", "-"],
         [
             "naive loop (read, resize, set, invoke, get)",
             f"{naive:.1f}",
             f"{naive / raw:.2f}",
             "-",
             "-",
+            "-",
         ],
-        ["daemon, in-memory source", f"{memory:.1f}", f"{memory / raw:.2f}", "-", "-"],
+        ["daemon, in-memory source", f"{memory:.1f}", f"{memory / raw:.2f}", "1.00", "-", "-"],
+        [
+            "daemon, in-memory, drift + feedback on",
+            f"{monitored['fps']:.1f}",
+            f"{monitored['fps'] / raw:.2f}",
+            f"{monitored['fps'] / memory:.2f}",
+            "-",
+            "-",
+        ],
         [
             "daemon, video file (edge run)",
             f"{on_video['fps']:.1f}",
             f"{on_video['fps'] / raw:.2f}",
+            f"{on_video['fps'] / memory:.2f}",
             f"{on_video['launch_to_first_result_s']:.2f}",
             f"{on_video['peak_rss_mb']:.0f}",
         ],
@@ -242,7 +321,19 @@ def main() -> None:
         f"MobileNetV2 1.0/224 int8, {args.threads} threads, {FRAMES} frames of "
         f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]}"
     )
-    print(render_table(["loop", "frames/s", "vs raw", "launch->first s", "peak MB"], rows))
+    print(
+        render_table(
+            ["loop", "frames/s", "vs raw", "vs in-memory", "launch->first s", "peak MB"], rows
+        )
+    )
+    scores = [s for s in monitored["drift"].values() if s is not None]
+    kept = monitored["feedback"]
+    print(
+        f"drift + feedback on: {len(scores)} statistics scored, max PSI "
+        f"{max(scores, default=float('nan')):.4f} over the last {DRIFT.window} frames; "
+        f"feedback: {kept['candidates']} candidates, {kept['saved']} saved, "
+        f"{kept['skipped_rate']} over the rate limit"
+    )
     report = args.out / f"daemon-{args.threads}threads.json"
     report.write_text(
         json.dumps(
@@ -252,6 +343,10 @@ def main() -> None:
                 "raw_fps": raw,
                 "naive_fps": naive,
                 "daemon_memory_fps": memory,
+                "daemon_memory_monitored_fps": monitored["fps"],
+                "daemon_memory_monitored_vs_raw": monitored["fps"] / raw,
+                "daemon_memory_monitored_vs_plain": monitored["fps"] / memory,
+                "daemon_memory_monitored": monitored,
                 "daemon_video": on_video,
             },
             indent=2,
