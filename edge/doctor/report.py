@@ -10,7 +10,7 @@ from edge.textable import render_table
 
 EXIT_OK = 0  # no problem (warnings allowed)
 EXIT_PROBLEMS = 1
-HEADERS = ("id", "status", "finding", "fix")
+HEADERS = ("id", "status", "finding")
 
 
 def summary(findings: Sequence[Finding]) -> str:
@@ -31,8 +31,14 @@ def summary(findings: Sequence[Finding]) -> str:
 
 
 def render_report(findings: Sequence[Finding]) -> str:
-    rows = [(f.id, f.severity, f.finding, f.fix) for f in findings]
-    return f"{render_table(HEADERS, rows)}\n\n{summary(findings)}"
+    """The table, then one ``fix`` line per warning or problem (fixes are long commands:
+    a column of them would make every row too wide for a terminal), then the summary."""
+    rows = [(f.id, f.severity, f.finding) for f in findings]
+    fixes = [f"  {f.id}: {f.fix}" for f in findings if f.severity != "ok" and f.fix]
+    parts = [render_table(HEADERS, rows)]
+    if fixes:
+        parts.append("to fix:\n" + "\n".join(fixes))
+    return "\n\n".join([*parts, summary(findings)])
 
 
 def render_json(findings: Sequence[Finding]) -> str:
