@@ -62,7 +62,7 @@ def describe_broker() -> str:
         why = (
             "EDGE_TEST_BROKER=amqtt"
             if find_mosquitto()
-            else "mosquitto is not installed (apt-get install mosquitto)"
+            else "mosquitto is not installed: apt-get install mosquitto"
         )
         return (
             f"broker: embedded amqtt {metadata.version('amqtt')} in its own process ({why}); "
