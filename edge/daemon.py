@@ -284,16 +284,18 @@ class Daemon:
         )
         assert self._spec is not None and self._runner is not None
         retired = self._observe(config, spec, runner)
-        if (
-            same_shape
-            and spec.postprocess == self._spec.postprocess
-            and spec.preprocess == self._spec.preprocess
-            and self._quant(spec, runner) == self._quant(self._spec, self._runner)
-        ):
-            self._pipeline.swap_runner(runner)
-        else:
-            self._restart(config, spec, runner)
-        self._close_observers(retired)
+        try:
+            if (
+                same_shape
+                and spec.postprocess == self._spec.postprocess
+                and spec.preprocess == self._spec.preprocess
+                and self._quant(spec, runner) == self._quant(self._spec, self._runner)
+            ):
+                self._pipeline.swap_runner(runner)
+            else:
+                self._restart(config, spec, runner)
+        finally:  # no pipeline feeds the retired ones now, even when the restart failed
+            self._close_observers(retired)
         self.config, self._spec, self._runner = config, spec, runner
         self.last_reload_error = None
         self.status(
