@@ -1,4 +1,5 @@
-"""Session fixtures: models are trained once per session and cached under build/."""
+"""Session fixtures: models are trained once per session and cached under build/; the
+signed digits bundle installed, and digit images, for drift (tests/drift_data.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,30 @@ def fixed_batch_model() -> Path:
 def saved_model() -> Path:
     """The digits CNN exported as a SavedModel with a serving_default signature."""
     return models.digits_saved_model()
+
+
+@pytest.fixture(scope="session")
+def installed_digits(digits: models.DigitsModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An install root where the session's signed digits bundle is installed and current;
+    the bundle carries reference statistics (the manifest's ``monitoring``), so a daemon
+    running it scores drift. Shared by the monitor tests and the dashboard's browser test."""
+    from tests.drift_data import install_signed
+    from tests.install.bundles import digits_kit  # builds with TensorFlow: only when used
+
+    kit = digits_kit(digits, tmp_path_factory)
+    return install_signed(kit.bundle, kit.keys_dir, tmp_path_factory.mktemp("monitor-root"))
+
+
+@pytest.fixture(scope="session")
+def digit_images(
+    digits: models.DigitsModels, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Folders of held-out digits as 32x32 images (tests/drift_data.py): ``normal`` as
+    calibrated, ``mixed`` (calibrated, then inverted), ``inverted`` (a shift)."""
+    from tests.drift_data import write_digit_folders
+
+    x = digits.arrays()["x_test"]
+    return write_digit_folders(x, tmp_path_factory.mktemp("digit-images"))
 
 
 @pytest.fixture

@@ -1,9 +1,15 @@
 """The dashboard in a real headless browser: two real daemons (`edge run`) publish to
 mosquitto, Debian's chromium shows their tiles live, and one is killed.
 
-The screenshot goes to build/test-artifacts/dashboard.png. Skipped only when Debian's
-chromium or its driver is missing (apt-get install chromium chromium-driver); Selenium
-is given both paths, so Selenium Manager never runs or downloads anything.
+Both daemons run the session's signed digits bundle, installed as `edge install` does it
+(it carries reference statistics), on looping folders of held-out digits: kitchen-pi
+sees them as the model was calibrated on, garage-pi inverted (a shift), so its drift
+goes high while kitchen-pi's stays low; the sequence of frames is fixed, and so are the
+PSI scores. The screenshots go to build/test-artifacts/: dashboard-drift.png with both
+online (docs/images/dashboard.png is a cropped, shrunk copy), dashboard.png after the
+kill. Skipped only when Debian's chromium or its driver is missing (apt-get install
+chromium chromium-driver); Selenium is given both paths, so Selenium Manager never runs
+or downloads anything.
 """
 
 from __future__ import annotations
@@ -22,12 +28,17 @@ import yaml
 from edge.dashboard.server import Dashboard
 from edge.dashboard.settings import make_settings
 from tests.broker import Broker
+from tests.dashboard.support import wait_until
 from tests.processes import stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-DEVICES = ("garage-pi", "kitchen-pi")
+DEVICES = {"garage-pi": "inverted", "kitchen-pi": "normal"}  # device -> digit images
+FPS = 60  # frames a second from each looping folder
+# Scores from the first 200 frames on (3.3 s), every 50: a window of the 300 normal digits
+# scores at most 0.14 on any statistic, the inverted ones above 7 (input_mean[0]).
+DRIFT = {"window": 200, "min_samples": 200, "check_every": 50, "threshold": 0.25}
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",  # the tests run as root in CI
@@ -55,7 +66,7 @@ pytestmark = [
 
 
 def start_daemon(
-    name: str, demo: dict[str, Path], port: int, folder: Path
+    name: str, bundle: Path, images: Path, port: int, folder: Path
 ) -> subprocess.Popen[bytes]:
     folder.mkdir()
     config = folder / "edge.yaml"
@@ -63,18 +74,20 @@ def start_daemon(
         yaml.safe_dump(
             {
                 "device_id": name,
-                "bundle": str(demo["int8"]),
+                "bundle": str(bundle),  # the installed bundle's folder
+                "install_root": str(folder / "state"),  # each daemon its own
                 "source": {
-                    "type": "video",
-                    "path": str(demo["video"]),
-                    "realtime": True,
+                    "type": "images",
+                    "path": str(images),
                     "loop": True,
+                    "realtime_fps": FPS,
                 },
                 "runtime": {"threads": 1},
                 "sinks": [],
                 "mqtt": {"enabled": True, "host": "127.0.0.1", "port": port},
                 "telemetry_interval_s": 0.5,
                 "spool": {"path": str(folder / "spool.sqlite")},
+                "drift": DRIFT,
             }
         )
     )
@@ -87,10 +100,27 @@ def start_daemon(
 
 
 @pytest.fixture
+def dashboard(broker: Broker) -> Iterator[Dashboard]:
+    """Subscribed before the daemons start, so it sees their drift events (not retained)."""
+    settings = make_settings(broker_host="127.0.0.1", broker_port=broker.port, listen_port=0)
+    with Dashboard(settings) as running:
+        yield running
+
+
+@pytest.fixture
 def daemons(
-    demo: dict[str, Path], broker: Broker, tmp_path: Path
+    installed_digits: Path,
+    digit_images: dict[str, Path],
+    dashboard: Dashboard,
+    broker: Broker,
+    tmp_path: Path,
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    running = {name: start_daemon(name, demo, broker.port, tmp_path / name) for name in DEVICES}
+    wait_until(lambda: dashboard.fleet.snapshot()["broker"]["connected"], timeout=10)
+    bundle = (installed_digits / "current").resolve()  # the installed bundle's folder
+    running = {
+        name: start_daemon(name, bundle, digit_images[kind], broker.port, tmp_path / name)
+        for name, kind in DEVICES.items()
+    }
     try:
         yield running
     finally:
@@ -116,15 +146,23 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def tiles(driver: Any) -> dict[str, dict[str, str]]:
-    """What each tile shows, read from the page: state and the numbers."""
+    """What each tile shows, read from the page: state, the numbers, the drift marks."""
     read = """
         const out = {};
         for (const tile of document.querySelectorAll('.tile[data-device]')) {
-          const f = (name) => tile.querySelector(`[data-f="${name}"]`).textContent;
+          const field = (name) => tile.querySelector(`[data-f="${name}"]`);
+          const f = (name) => field(name).textContent;
+          const shown = (name) => {  // its text when it is visible, else ""
+            const element = field(name);
+            return element.closest('[hidden]') === null ? element.textContent : "";
+          };
           out[tile.dataset.device] = {
             state: tile.dataset.state, badge: f('state'), fps: f('fps'),
             processed: f('processed'), mark: f('mark'), model: f('model'),
             points: String(tile.querySelectorAll('.spark-line').length),  // fps and p95
+            psi: f('drift'), psi_warn: String(field('drift').classList.contains('warn')),
+            drift_badge: shown('drift-badge'), health: shown('health-badge'),
+            reasons: shown('reasons'), drift_events: shown('drift-events'),
           };
         }
         return out;
@@ -152,78 +190,111 @@ def count(text: str) -> int:
 
 
 def test_two_daemons_live_in_the_browser_and_one_killed(
-    broker: Broker,
+    dashboard: Dashboard,
     daemons: dict[str, subprocess.Popen[bytes]],
     browser: Any,
     tmp_path: Path,
 ) -> None:
     logs = [tmp_path / name / "daemon.log" for name in DEVICES]
-    settings = make_settings(broker_host="127.0.0.1", broker_port=broker.port, listen_port=0)
-    with Dashboard(settings) as dashboard:
-        browser.get(dashboard.url)
-        browser.execute_script("window.loadedOnce = true")  # gone if the page reloads
-        online = wait_for(
-            browser,
-            lambda t: (
-                all(
-                    t.get(n, {}).get("state") == "online" and t[n]["processed"] != "—"
-                    for n in DEVICES
-                )
-                and t
-            ),
-            timeout=25,
-            what="both tiles online with numbers",
-            logs=logs,
-        )
-        assert online["kitchen-pi"]["model"].startswith("digits-int8 v0 · on xnnpack")
-        before = {n: count(online[n]["processed"]) for n in DEVICES}
-        wait_for(
-            browser,
-            lambda t: all(count(t[n]["processed"]) > before[n] + 10 for n in DEVICES),
-            timeout=10,
-            what="processed counts going up on both tiles",
-            logs=logs,
-        )
-        wait_for(  # a few seconds of chart
-            browser,
-            lambda t: (
-                all(t[n]["points"] == "2" for n in DEVICES)
-                and len(dashboard.fleet.snapshot()["devices"]["kitchen-pi"]["history"]) >= 16
-            ),
-            timeout=15,
-            what="both charts drawn",
-            logs=logs,
-        )
+    threshold = DRIFT["threshold"]
+    browser.get(dashboard.url)
+    browser.execute_script("window.loadedOnce = true")  # gone if the page reloads
+    online = wait_for(
+        browser,
+        lambda t: (
+            all(t.get(n, {}).get("state") == "online" and t[n]["processed"] != "—" for n in DEVICES)
+            and t
+        ),
+        timeout=25,
+        what="both tiles online with numbers",
+        logs=logs,
+    )
+    assert online["kitchen-pi"]["model"].startswith("digits v1 · on xnnpack")
+    before = {n: count(online[n]["processed"]) for n in DEVICES}
+    wait_for(
+        browser,
+        lambda t: all(count(t[n]["processed"]) > before[n] + 10 for n in DEVICES),
+        timeout=10,
+        what="processed counts going up on both tiles",
+        logs=logs,
+    )
 
-        daemons["garage-pi"].send_signal(signal.SIGKILL)
-        killed = wait_for(
-            browser,
-            lambda t: t["garage-pi"]["state"] == "offline" and t,
-            timeout=10,
-            what="garage-pi offline after SIGKILL",
-            logs=logs,
-        )
-        assert killed["garage-pi"]["badge"] == "offline"
-        assert killed["garage-pi"]["mark"].startswith("Offline since")
-        assert killed["kitchen-pi"]["state"] == "online"
-        alive = count(killed["kitchen-pi"]["processed"])
-        wait_for(
-            browser,
-            lambda t: count(t["kitchen-pi"]["processed"]) > alive,
-            timeout=5,
-            what="kitchen-pi still counting",
-            logs=logs,
-        )
-        summary = browser.find_element("id", "summary").text
-        assert summary == "2 devices · 1 online · 1 offline"
-        assert browser.execute_script("return window.loadedOnce === true"), "the page reloaded"
+    # drift: garage-pi's inverted digits score high and are marked, kitchen-pi's stay low
+    drifting = wait_for(
+        browser,
+        lambda t: (
+            all(t[n]["psi"] != "—" for n in DEVICES)
+            and float(t["garage-pi"]["psi"]) > threshold
+            and t["garage-pi"]["drift_badge"]
+            and t["garage-pi"]["reasons"]
+            and t
+        ),
+        timeout=20,
+        what="drift scores on both tiles, garage-pi's high and marked",
+        logs=logs,
+    )
+    garage, kitchen = drifting["garage-pi"], drifting["kitchen-pi"]
+    assert garage["psi_warn"] == "true", garage  # the PSI in the warning colour
+    assert garage["drift_badge"].startswith("drift: input_mean[0]"), garage  # the highest
+    assert garage["health"] == "degraded"
+    assert f"drift above drift.threshold {threshold:g}: input_mean[0] PSI" in garage["reasons"]
+    assert "high" in garage["drift_events"], garage  # the latest drift events, listed
+    assert f"threshold {threshold:.2f}" in garage["drift_events"], garage
+    assert float(kitchen["psi"]) < threshold, kitchen
+    assert kitchen["psi_warn"] == "false" and kitchen["drift_badge"] == "", kitchen
+    assert kitchen["health"] == kitchen["reasons"] == kitchen["drift_events"] == "", kitchen
 
-        time.sleep(1.0)  # let the last update land before the picture
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
-        errors = [
-            entry
-            for entry in browser.get_log("browser")
-            if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
-        ]
-        assert errors == [], errors
+    wait_for(  # a few seconds of chart
+        browser,
+        lambda t: (
+            all(t[n]["points"] == "2" for n in DEVICES)
+            and len(dashboard.fleet.snapshot()["devices"]["kitchen-pi"]["history"]) >= 16
+        ),
+        timeout=15,
+        what="both charts drawn",
+        logs=logs,
+    )
+    time.sleep(1.0)  # let the last update land before the picture
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard-drift.png"))
+    shown = tiles(browser)
+    print(
+        f"PSI shown: garage-pi {shown['garage-pi']['psi']}, kitchen-pi {shown['kitchen-pi']['psi']}"
+    )
+
+    daemons["garage-pi"].send_signal(signal.SIGKILL)
+    killed = wait_for(
+        browser,
+        lambda t: t["garage-pi"]["state"] == "offline" and t,
+        timeout=10,
+        what="garage-pi offline after SIGKILL",
+        logs=logs,
+    )
+    assert killed["garage-pi"]["badge"] == "offline"
+    assert killed["garage-pi"]["mark"].startswith("Offline since")
+    assert killed["garage-pi"]["drift_badge"], "the last known drift stays on the tile"
+    assert killed["kitchen-pi"]["state"] == "online"
+    alive = count(killed["kitchen-pi"]["processed"])
+    wait_for(
+        browser,
+        lambda t: count(t["kitchen-pi"]["processed"]) > alive,
+        timeout=5,
+        what="kitchen-pi still counting",
+        logs=logs,
+    )
+    summary = browser.find_element("id", "summary").text
+    assert summary == "2 devices · 1 online · 1 offline"
+    assert browser.execute_script("return window.loadedOnce === true"), "the page reloaded"
+    kitchen_now = dashboard.fleet.snapshot()["devices"]["kitchen-pi"]
+    assert kitchen_now["drift"] == {"events": [], "high": {}}, "kitchen-pi never drifted"
+    scores = kitchen_now["telemetry"]["drift"]
+    assert max(scores.values()) < threshold, scores
+
+    time.sleep(1.0)  # let the last update land before the picture
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    errors = [
+        entry
+        for entry in browser.get_log("browser")
+        if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
+    ]
+    assert errors == [], errors

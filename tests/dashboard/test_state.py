@@ -310,6 +310,25 @@ def test_drift_events_and_which_statistics_are_high(clock: Clock) -> None:
     assert [d["seq"] for d in tile["drift"]["events"]] == [3, 2, 1]
 
 
+def test_health_status_and_reasons_reach_the_tile(clock: Clock) -> None:
+    """The page shows a degraded or failing device's reasons under its badges."""
+    fleet = connected_fleet(clock)
+    drifting = "drift above drift.threshold 0.25: input_mean[0] PSI 7.29, classes PSI 2.34"
+    reasons = [drifting, "spool " + "x" * 300, "broker away for 42 s", "a fourth one"]
+    health = {"status": "degraded", "reasons": reasons}
+    fleet.handle("edge/dev1/telemetry", payloads.telemetry(1, 1.0, health=health))
+    shown = device(fleet)["telemetry"]["health"]
+    assert shown["status"] == "degraded"
+    assert shown["reasons"][0] == drifting and shown["reasons"][2] == "broker away for 42 s"
+    assert len(shown["reasons"]) == 3  # the first three, each clipped to 160 characters
+    assert len(shown["reasons"][1]) == 160 and shown["reasons"][1].endswith("…")
+    ok = {"status": "ok", "reasons": []}
+    fleet.handle("edge/dev1/telemetry", payloads.telemetry(2, 2.0, health=ok))
+    assert device(fleet)["telemetry"]["health"] == ok
+    fleet.handle("edge/dev1/telemetry", payloads.telemetry(3, 3.0))  # none: the badge goes
+    assert device(fleet)["telemetry"]["health"] is None
+
+
 def test_command_results_are_kept_newest_first(clock: Clock) -> None:
     fleet = connected_fleet(clock, recent=2)
     fleet.handle("edge/dev1/cmd/reload/result", payloads.result(9, 1.0))

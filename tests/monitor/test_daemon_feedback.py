@@ -96,10 +96,13 @@ def test_max_files_and_the_quota_evict_the_oldest_and_a_restart_goes_on(
     daemon = run(plain_model, images["normal"], tmp_path, frames=30, band=[0.0, 1.0],
                  max_files=5, **FAST)  # fmt: skip
     counters, disk = daemon.monitoring()["feedback"], daemon.monitoring()["feedback_disk"]
-    assert counters["saved"] >= 30 and disk["files"] == 5
-    assert counters["evicted"] == counters["saved"] - 5
+    # on a busy machine the writer may fall behind: what it could not take is counted
+    first = counters["saved"]
+    assert first + counters["queue_full"] == counters["candidates"] >= 30
+    assert first > 5 and disk["files"] == 5
+    assert counters["evicted"] == first - 5
     kept = sidecars(tmp_path / "feedback")
-    assert sorted(s.seq for s in kept) == list(range(counters["saved"] - 5, counters["saved"]))
+    assert sorted(s.seq for s in kept) == list(range(first - 5, first))
     assert len(list((tmp_path / "feedback").glob("*/*.jpg"))) == 5
 
     quota_mb = 0.005  # about 5 kB: three or four samples of about 1.3 kB with sidecars
@@ -108,9 +111,10 @@ def test_max_files_and_the_quota_evict_the_oldest_and_a_restart_goes_on(
     counters, disk = again.monitoring()["feedback"], again.monitoring()["feedback_disk"]
     files = [p for p in (tmp_path / "feedback").glob("*/*") if p.suffix in (".jpg", ".json")]
     assert sum(p.stat().st_size for p in files) == disk["bytes"] <= quota_mb * 2**20
-    assert 0 < disk["files"] < 5 and counters["evicted"] >= 30
+    assert 0 < disk["files"] < 5
+    assert counters["evicted"] == 5 + counters["saved"] - disk["files"], "all but the newest"
     seqs = sorted(s.seq for s in sidecars(tmp_path / "feedback"))
-    assert seqs[0] > 30 and seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
+    assert seqs[0] >= first and seqs == list(range(seqs[0], seqs[0] + len(seqs))), (
         "the seq continues after the first run's and the newest samples stay"
     )
 

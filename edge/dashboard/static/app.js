@@ -202,18 +202,34 @@ function renderDevice(device) {
   setText(gapBadge, `seq gap${device.gaps === 1 ? "" : "s"} ${device.gaps} · ${device.missing} missing`);
   gapBadge.title = seqSummary(device);
 
-  const highs = Object.entries((device.drift && device.drift.high) || {});
+  // the statistics a drift event said are high (and no normal since), highest PSI first
+  const highs = Object.entries((device.drift && device.drift.high) || {})
+    .sort((a, b) => (b[1] ?? 0) - (a[1] ?? 0));
   const driftBadge = field(tile, "drift-badge");
   show(driftBadge, highs.length > 0);
   setText(driftBadge, highs.length ? `drift: ${highs.map(([s]) => s).join(", ")}` : "");
+  driftBadge.title = highs.map(([s, psi]) => `${s}: PSI ${fmt(psi, 3)}`).join("\n");
 
+  // degraded or failing: the badge, and the device's reasons in full below the badges
   const health = t.health;
+  const unhealthy = !!(health && health.status && health.status !== "ok");
   const healthBadge = field(tile, "health-badge");
-  show(healthBadge, !!(health && health.status && health.status !== "ok"));
+  show(healthBadge, unhealthy);
   if (health) {
     setText(healthBadge, health.status || "");
     healthBadge.title = (health.reasons || []).join("\n");
     healthBadge.dataset.level = health.status || "";
+  }
+  const reasons = field(tile, "reasons");
+  const reasonList = unhealthy ? (health.reasons || []).filter((r) => r) : [];
+  show(reasons, reasonList.length > 0);
+  reasons.dataset.level = unhealthy ? health.status : "";
+  if (reasons.textContent !== reasonList.join("")) {
+    reasons.replaceChildren(...reasonList.map((reason) => {
+      const li = document.createElement("li");
+      li.textContent = reason;
+      return li;
+    }));
   }
 
   setText(field(tile, "fps"), fmt(t.fps, 1));
