@@ -26,7 +26,8 @@ from edge.install import install_bundle
 from tests.broker import Broker
 from tests.install.bundles import Kit, digits_kit, tamper, variant
 from tests.models import DigitsModels
-from tests.mqtt.support import Subscriber, wait_until
+from tests.mqtt.support import Subscriber
+from tests.waiting import wait_until
 
 DEVICE = "cmd-pi"
 ROOT = f"edge/{DEVICE}"

@@ -28,8 +28,8 @@ import yaml
 from edge.dashboard.server import Dashboard
 from edge.dashboard.settings import make_settings
 from tests.broker import Broker
-from tests.dashboard.support import wait_until
 from tests.processes import stop_process
+from tests.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -22,8 +22,9 @@ from edge.dashboard.server import Dashboard
 from edge.dashboard.settings import make_settings
 from tests.broker import Broker, free_port, make_broker
 from tests.dashboard import payloads
-from tests.dashboard.support import Device, EventStream, get, state, wait_until
+from tests.dashboard.support import Device, EventStream, get, state
 from tests.processes import stop_process
+from tests.waiting import wait_until
 
 FAST: dict[str, Any] = {
     "update_interval_s": 0.2,

@@ -3,10 +3,9 @@ requests with urllib (HTTP errors are answers too)."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,15 +43,6 @@ def running(config: dict[str, Any]) -> Iterator[Daemon]:
         yield daemon
     finally:
         daemon.stop()
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 @dataclass(frozen=True)

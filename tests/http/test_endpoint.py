@@ -34,9 +34,9 @@ from tests.http.support import (
     running,
     scrape,
     value,
-    wait_until,
 )
 from tests.models import SINE_WINDOW
+from tests.waiting import wait_until
 
 LATENCY = "edge_stage_latency_seconds"
 LOOPING = {"type": "video", "loop": True, "realtime": True}

@@ -21,7 +21,8 @@ from edge.mqtt.schemas import DriftEvent, FeedbackPayload, FeedbackSidecar
 from tests.broker import Broker
 from tests.models import REPO
 from tests.monitor.conftest import IN_DISTRIBUTION, SHIFT_AT
-from tests.mqtt.support import Subscriber, wait_until
+from tests.mqtt.support import Subscriber
+from tests.waiting import wait_until
 
 DEVICE = "drift-pi"
 ROOT = f"edge/{DEVICE}"

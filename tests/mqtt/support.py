@@ -19,6 +19,7 @@ from edge.mqtt.schemas import Health
 from edge.pipeline.metrics import StageMetrics
 from edge.postprocess.results import Result
 from edge.sources.frames import Frame
+from tests.waiting import wait_until
 
 
 class StandInDaemon:
@@ -171,15 +172,6 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def seqs(messages: list[Message]) -> list[int]:
