@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.credentials import read_password
+from edge.credentials import log_in
 from packager.feedback_samples import DatasetError, Sample, Skipped, decode_payload
 
 log = logging.getLogger(__name__)
@@ -72,13 +72,9 @@ def _mqtt_client(source: MqttSource, inbox: queue.Queue[Any]) -> Any:
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"packager-collect-{os.getpid()}", clean_session=True
     )
-    if source.username:
-        password = None
-        if source.password_file is not None:
-            password = read_password(
-                source.password_file, error=DatasetError, label="--password-file"
-            )
-        client.username_pw_set(source.username, password)
+    log_in(
+        client, source.username, source.password_file, error=DatasetError, label="--password-file"
+    )
     if source.tls_ca is not None:
         if not source.tls_ca.is_file():
             raise DatasetError(f"--tls-ca {source.tls_ca}: no such file")

@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.credentials import read_password
+from edge.credentials import log_in
 from edge.dashboard.settings import DashboardSettings
 from edge.dashboard.state import Fleet
 from edge.mqtt.errors import MqttConnectError
@@ -72,14 +72,13 @@ class BrokerFeed:
 
     def _credentials(self) -> None:
         settings = self.settings
-        if settings.username is None:
-            return
-        password = None
-        if settings.password_file is not None:
-            password = read_password(
-                settings.password_file, error=MqttConnectError, label="--password-file"
-            )
-        self.client.username_pw_set(settings.username, password)
+        log_in(
+            self.client,
+            settings.username,
+            settings.password_file,
+            error=MqttConnectError,
+            label="--password-file",
+        )
 
     def _tls(self) -> None:
         if self.settings.tls_ca is None:

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import MqttSettings, TlsSettings
-from edge.credentials import read_password
+from edge.credentials import log_in
 from edge.doctor.findings import DoctorContext, Finding
 from edge.errors import ConfigError
 
@@ -135,13 +135,13 @@ def _client(target: BrokerTarget, timeout_s: float) -> mqtt.Client:
         CallbackAPIVersion.VERSION2, client_id=f"edge-doctor-{os.getpid()}", clean_session=True
     )
     client.connect_timeout = timeout_s
-    if target.username:
-        password = None
-        if target.password_file is not None:
-            password = read_password(
-                target.password_file, error=ConfigError, label="mqtt.password_file"
-            )
-        client.username_pw_set(target.username, password)
+    log_in(
+        client,
+        target.username,
+        target.password_file,
+        error=ConfigError,
+        label="mqtt.password_file",
+    )
     tls = target.tls
     if tls is not None:
         client.tls_set(
