@@ -381,8 +381,8 @@ class Daemon:
 
     # -- the main loop ------------------------------------------------------------------
     def measurements(self) -> dict[str, Any]:
-        assert self._pipeline is not None
-        return self._pipeline.metrics.snapshot()
+        """The pipeline's metrics snapshot; empty before the pipeline is built."""
+        return self._pipeline.metrics.snapshot() if self._pipeline is not None else {}
 
     def _report(self) -> None:
         source = self._source.state if self._source else "-"
@@ -393,8 +393,7 @@ class Daemon:
         if self.limits.duration_s is not None and elapsed >= self.limits.duration_s:
             return True
         if self.limits.max_frames is not None and self._pipeline is not None:
-            counters = self._pipeline.metrics.snapshot()["counters"]
-            return int(counters.get("processed", 0)) >= self.limits.max_frames
+            return self._pipeline.metrics.counter("processed") >= self.limits.max_frames
         return False
 
     def run(self) -> int:

@@ -147,9 +147,8 @@ class HealthCheck:
     def _stalled_for(self, daemon: HealthView, now: float, *, running: bool) -> float | None:
         """Seconds the source has been running since the result counter last moved (since
         the daemon started when it never did); None while the source does not run."""
-        try:
-            counters = daemon.measurements().get("counters", {})
-        except AssertionError:  # no pipeline built yet
+        counters = daemon.measurements().get("counters")
+        if counters is None:  # no pipeline built yet
             return None
         processed = int(counters.get("processed", 0))
         if processed != self._processed:

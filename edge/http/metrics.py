@@ -55,10 +55,7 @@ class DaemonCollector:
 
     def collect(self) -> Iterator[Metric]:
         daemon = self.daemon
-        try:
-            snapshot = daemon.measurements()
-        except AssertionError:  # the pipeline is not built yet
-            snapshot = {}
+        snapshot = daemon.measurements()  # empty before the pipeline is built
         described = daemon.describe()
         yield from _identity(described)
         yield GaugeMetricFamily(

@@ -107,10 +107,7 @@ class Routes:
         described = daemon.describe()
         model = described.get("model") or {}
         runtime = described.get("runtime") or {}
-        try:
-            snapshot = daemon.measurements()
-        except AssertionError:  # the pipeline is not built yet
-            snapshot = {}
+        snapshot = daemon.measurements()  # empty before the pipeline is built
         link = daemon.mqtt
         return {
             "device": daemon.config.device,

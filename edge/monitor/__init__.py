@@ -14,6 +14,7 @@ package imports ``edge.control``, which imports ``edge.model_spec``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
@@ -41,6 +42,13 @@ class Publisher(Protocol):
     def spool_publish(
         self, kind: str, topic: str, build: Callable[[int], bytes], qos: int = 1
     ) -> int | None: ...
+
+
+def _spooled(
+    mqtt: Publisher, kind: str, topic: str
+) -> Callable[[Callable[[int], bytes]], int | None]:
+    """``publish(build)``: through the MQTT spool (store and forward) on ``topic``, QoS 1."""
+    return functools.partial(mqtt.spool_publish, kind, topic, qos=1)
 
 
 def _identity(spec: ModelSpec) -> dict[str, str]:
@@ -79,13 +87,7 @@ def drift_monitor_for(
             channels=channels_of(shape, reference.channel_axis),
             input_quant=(tensor.scale, tensor.zero_point) if tensor.quantized else None,
         )
-        publish = None
-        if mqtt is not None:
-            service, topic = mqtt, mqtt.topics.drift
-
-            def publish(build: Callable[[int], bytes]) -> int | None:
-                return service.spool_publish("drift", topic, build, qos=1)
-
+        publish = _spooled(mqtt, "drift", mqtt.topics.drift) if mqtt is not None else None
         monitor = DriftMonitor(
             reference, config.drift, statistics=statistics, model=_identity(spec), publish=publish
         )
@@ -121,11 +123,7 @@ def observers_for(
     if settings.enabled:
         publish = None
         if mqtt is not None and settings.publish:
-            service, topic = mqtt, mqtt.topics.feedback
-
-            def publish(build: Callable[[int], bytes]) -> int | None:
-                return service.spool_publish("feedback", topic, build, qos=1)
-
+            publish = _spooled(mqtt, "feedback", mqtt.topics.feedback)
         elif settings.publish:
             log.warning("feedback: publish is on but MQTT is off; samples are kept on disk only")
         folder = settings.directory or config.root / "feedback"

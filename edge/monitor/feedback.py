@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import cv2
 import numpy as np
 
 from edge.config import FeedbackSettings
 from edge.monitor.statistics import top_score
 from edge.monitor.store import FeedbackStore, sample_stem
 from edge.mqtt.schemas import FEEDBACK_SCHEMA, FeedbackPayload, FeedbackSidecar
+from edge.overlay import encode_jpeg
 from edge.postprocess.results import Result, jsonable
 from edge.postprocess.scores import label_for
 from edge.sources.frames import Frame
@@ -101,10 +101,7 @@ class _Job:
 def encode_sample(frame: Frame, *, jpeg_quality: int) -> tuple[bytes, str, str]:
     """(bytes, suffix, media type): a JPEG of an image frame, an .npy of a sample window."""
     if frame.kind == "image":
-        ok, data = cv2.imencode(".jpg", frame.data, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-        if not ok:
-            raise ValueError(f"OpenCV could not encode a {frame.data.shape} image as JPEG")
-        return data.tobytes(), ".jpg", "image/jpeg"
+        return encode_jpeg(frame.data, jpeg_quality), ".jpg", "image/jpeg"
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(frame.data), allow_pickle=False)
     return buffer.getvalue(), ".npy", "application/x-npy"

@@ -161,10 +161,7 @@ class MqttService:
             self.connection.publish(topic, payload, qos=1, retain=True)
 
     def publish_telemetry(self) -> None:
-        try:
-            snapshot = self.daemon.measurements()
-        except AssertionError:  # the daemon's pipeline is not built yet
-            snapshot = {}
+        snapshot = self.daemon.measurements()  # empty before the pipeline is built
         uptime = time.monotonic() - self.daemon.started_at
         stats = self.spool.stats()
         health, monitoring = self.daemon.health(), self.daemon.monitoring()
@@ -181,8 +178,7 @@ class MqttService:
             ).to_json()
 
         if self.spool_telemetry:
-            self.spool.append("telemetry", self.topics.telemetry, build, qos=self.settings.qos)
-            self.forwarder.wake()
+            self.spool_publish("telemetry", self.topics.telemetry, build, qos=self.settings.qos)
         else:
             seq = self.spool.next_seq("telemetry")
             self.connection.publish(self.topics.telemetry, build(seq), qos=self.settings.qos)

@@ -79,12 +79,12 @@ class Spool:
         return int(row[0]) if row else 0
 
     def _bump(self, name: str, n: int = 1) -> int:
-        self._db.execute(
+        row = self._db.execute(
             "INSERT INTO counters (name, value) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value RETURNING value",
             (name, n),
-        )
-        return self._counter(name)
+        ).fetchone()
+        return int(row[0])
 
     def next_seq(self, stream: str) -> int:
         """The next ``seq`` of ``stream`` (0, 1, 2, ...), committed."""
