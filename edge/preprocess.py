@@ -243,8 +243,9 @@ def preprocess_image(
     # One pass does colour, range and mean/std (and quantization), straight into the output.
     matrix = _matrix(spec, 1 if pixels.ndim == 2 else 3)
     fill = matrix[:, :-1].sum(axis=1) * np.float32(spec.letterbox_value) + matrix[:, -1]
-    target_view, source = out, pixels.astype(np.float32)
-    if quant is not None:
+    if quant is None:
+        target_view, source = out, pixels.astype(np.float32)
+    else:
         # q = x / scale + zero_point, and int8 shifted by 128 so OpenCV's uint8 saturation
         # applies; flipping the top bit afterwards turns u = q + 128 into q as int8.
         shift = 128 if dtype == np.int8 else 0

@@ -32,6 +32,7 @@ __all__ = [
     "QuantParams",
     "TensorInfo",
     "check_flatbuffer",
+    "describe_checked",
     "read_model_info",
 ]
 
@@ -154,6 +155,12 @@ def read_model_info(source: str | os.PathLike[str] | bytes) -> ModelInfo:
         BackendError: neither ai-edge-litert nor TensorFlow provides the schema.
     """
     data, origin = read_checked(source)
+    return describe_checked(data, origin)
+
+
+def describe_checked(data: bytes, origin: str) -> ModelInfo:
+    """:func:`read_model_info` of bytes :func:`read_checked` has already checked (loading a
+    model checks it once, not twice)."""
     try:
         info = _describe(_schema().Model.GetRootAs(data, 0), data)
     except _DECODE_ERRORS as exc:

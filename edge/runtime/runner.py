@@ -39,7 +39,7 @@ from edge.runtime.delegates import (
     load_library_delegate,
     parse_chain,
 )
-from edge.runtime.model_info import ModelInfo, read_checked, read_model_info
+from edge.runtime.model_info import ModelInfo, describe_checked, read_checked
 from edge.runtime.tensors import IoTensor, dequantize, io_tensor, quantize
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,7 @@ def load_model(
     if threads < 1:
         raise InputError(f"threads must be at least 1, got {threads}")
     model, origin = read_checked(source)
-    info = read_model_info(model)
+    info = describe_checked(model, origin)
     runtime = backend if isinstance(backend, Backend) else load_backend(backend)
     maker = _Attempt(runtime, model, origin, threads, len(info.node_ops))
 
