@@ -7,7 +7,6 @@ beside the destination and is renamed into place at the end.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from edge.bundle.archive import write_atomically
 from edge.errors import ConfigError
 from edge.preprocess import PreprocessSpec
 from packager.convert import Converted, convert, worst_layers
@@ -56,19 +56,6 @@ class ConvertOutcome:
     evaluation: Evaluation | None
     report: tuple[Path, Path] | None
     notes: tuple[str, ...]
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _datasets(

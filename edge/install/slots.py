@@ -171,8 +171,10 @@ def read_history(root: Path) -> list[dict[str, Any]]:
         return []
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InstallError(f"{path}: unreadable ({exc}); move it away to start a new one") from exc
-    events = raw.get("events") if isinstance(raw, dict) else None
-    if raw.get("schema") != HISTORY_SCHEMA or not isinstance(events, list):
+    if not isinstance(raw, dict) or raw.get("schema") != HISTORY_SCHEMA:
+        raise InstallError(f"{path}: expected {{'schema': 1, 'events': [...]}}")
+    events = raw.get("events")
+    if not isinstance(events, list):
         raise InstallError(f"{path}: expected {{'schema': 1, 'events': [...]}}")
     return events
 

@@ -20,6 +20,7 @@ from edge.install import (
     list_installed,
     rollback,
 )
+from edge.install.slots import read_history
 from edge.install_commands import add_install, add_installed, add_rollback
 from edge.model_spec import resolve_model
 from tests.install.bundles import Kit, selftest_with, signature_offset, snapshot, tamper, variant
@@ -210,3 +211,13 @@ def test_the_commands_print_one_line_each(
     assert edge("install", kit.bundle, "--root", root, "--trusted-keys", kit.keys_dir) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "version: digits 1 is older than the installed digits 2" in err[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json", "[]", '"events"', '{"schema": 2, "events": []}', '{"schema": 1, "events": {}}'],
+)
+def test_a_broken_history_file_is_named_with_what_to_do(tmp_path: Path, text: str) -> None:
+    (tmp_path / "history.json").write_text(text)
+    with pytest.raises(InstallError, match=r"history\.json: (unreadable .*move it away|expected)"):
+        read_history(tmp_path)
