@@ -271,19 +271,16 @@ def _sink_setting(spec: str) -> dict[str, Any]:
     raise ConfigError(f"--sink {spec!r}: expected 'log' or 'jsonl:PATH' (jsonl:- for stdout)")
 
 
-def _run_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
+def _run_config(args: argparse.Namespace) -> Any:
     """edge.yaml (if any) with the command line's overrides, validated as one."""
-    import yaml
-
-    from edge.config import parse_config
+    from edge.config import parse_config, read_config_data
 
     raw: dict[str, Any] = {}
     origin = "command line"
     if args.config is not None:
-        from edge.config import load_config
-
-        load_config(args.config)  # a clear error for a bad file before overrides apply
-        raw = yaml.safe_load(args.config.read_text()) or {}
+        data = read_config_data(args.config)
+        parse_config(data, origin=str(args.config))  # a bad file is named before overrides
+        raw = dict(data or {})
         origin = f"{args.config} with the command line"
     if args.model is not None:
         raw["bundle"] = args.model
@@ -298,20 +295,21 @@ def _run_config(args: argparse.Namespace) -> tuple[Any, Path | None]:
         runtime["delegates"] = args.delegates
     if runtime:
         raw["runtime"] = runtime
-    return parse_config(raw, origin=origin), args.config
+    return parse_config(raw, origin=origin)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from edge.daemon import Daemon, RunLimits, install_signal_handlers
 
-    config, path = _run_config(args)
+    config = _run_config(args)
     logging.getLogger("edge").setLevel(min(logging.getLogger().level, logging.INFO))
     status = (
         (lambda line: print(json.dumps({"status": line}), flush=True)) if args.json_status else None
     )
     daemon = Daemon(
         config,
-        config_path=path,
+        # a reload reads the file again with the same overrides, not the file alone
+        reload_config=(lambda: _run_config(args)) if args.config is not None else None,
         status=status,
         limits=RunLimits(args.max_frames, args.duration, args.report_every),
     )

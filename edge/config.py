@@ -218,6 +218,12 @@ def parse_config(data: Any, *, origin: str = "edge.yaml") -> EdgeConfig:
 
 def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
     """Read and validate an edge.yaml file."""
+    return parse_config(read_config_data(path), origin=str(path))
+
+
+def read_config_data(path: str | os.PathLike[str]) -> Any:
+    """The YAML of an edge.yaml file, not yet validated; ConfigError names the file and
+    what is wrong (missing, unreadable, not YAML)."""
     file = Path(path)
     try:
         text = file.read_text()
@@ -236,4 +242,4 @@ def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
         raise ConfigError(
             f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
         ) from exc
-    return parse_config(data, origin=str(file))
+    return data

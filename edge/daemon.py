@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.bench import peak_rss_mb
-from edge.config import EdgeConfig, load_config
+from edge.config import EdgeConfig
 from edge.control import (
     ControlError,
     FirstResult,
@@ -83,12 +83,14 @@ class Daemon:
         self,
         config: EdgeConfig,
         *,
-        config_path: Path | None = None,
+        reload_config: Callable[[], EdgeConfig] | None = None,
         limits: RunLimits | None = None,
         status: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
-        self.config_path = config_path
+        # how SIGHUP/reload reads the config again (edge run: the file with the command
+        # line's overrides); None keeps the config it was given
+        self.reload_config = reload_config
         self.limits = limits or RunLimits()
         self.status = status or log.info
         self.last_reload_error: str | None = None
@@ -273,7 +275,7 @@ class Daemon:
     def _apply_reload(self) -> bool:
         assert self._pipeline is not None and self._source is not None  # started
         try:
-            config = load_config(self.config_path) if self.config_path else self.config
+            config = self.reload_config() if self.reload_config else self.config
             spec, runner = self._model(config)
         except EdgeError as exc:
             self.last_reload_error = str(exc)

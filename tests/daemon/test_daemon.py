@@ -125,6 +125,20 @@ def test_sighup_reloads_a_good_model_and_keeps_the_old_one_on_a_bad_one(
     assert "broken.tflite" in stderr
 
 
+def test_sighup_keeps_the_command_lines_overrides(demo: dict[str, Path], tmp_path: Path) -> None:
+    config = _looping_config(tmp_path, demo["fp32"], demo["video"])  # the file says fp32
+    proc = edge_run(str(demo["int8"]), "--config", config, "--json-status", "--report-every", "0.5")
+    try:
+        _wait_for(proc, "fps")
+        proc.send_signal(signal.SIGHUP)
+        reloaded = [line for line in _wait_for(proc, "reloaded: ") if "reloaded: " in line]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0, stderr
+    assert reloaded[0].startswith("reloaded: digits-int8"), reloaded  # the command line's model
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
