@@ -196,6 +196,16 @@ def read_cpu_info(root: Path = Path("/")) -> CpuInfo:
     )
 
 
+# Jetson Nano's PMIC-Die zone reads a fixed 100 C: it is a limit, not a temperature.
+STATIC_ZONES = frozenset({"PMIC-Die"})
+
+
+def hottest_celsius(root: Path = Path("/")) -> float | None:
+    """The hottest zone's temperature, leaving out zones that report a fixed limit; None
+    where there is no zone to read."""
+    return max((t.celsius for t in read_thermals(root) if t.zone not in STATIC_ZONES), default=None)
+
+
 def read_thermals(root: Path = Path("/")) -> tuple[Thermal, ...]:
     """Every thermal zone whose ``temp`` (millidegrees C) reads as a number."""
     thermals: list[Thermal] = []

@@ -10,7 +10,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edge.doctor.findings import DoctorContext, Finding, Severity
-from edge.host import CORAL_USB_IDS, USB2_MBPS, USB3_MBPS, UsbDevice, find_usb_devices
+from edge.host import (
+    CORAL_USB_IDS,
+    STATIC_ZONES,
+    USB2_MBPS,
+    USB3_MBPS,
+    UsbDevice,
+    find_usb_devices,
+)
 from edge.host import read_thermals as host_thermals
 
 CORAL_BOOTLOADER_ID = ("1a6e", "089a")  # before libedgetpu has loaded the firmware
@@ -32,8 +39,6 @@ POWER_FIX = (
     "use the official power supply (5.1 V 3 A for a Pi 4, 5 V 5 A for a Pi 5) "
     "and a short, thick cable; power the Coral from a powered hub"
 )
-# Jetson Nano's PMIC-Die zone reads a fixed 100 C: it is a limit, not a temperature.
-STATIC_ZONES = frozenset({"PMIC-Die"})
 THROTTLED_SYSFS = "/sys/devices/platform/soc/soc:firmware/get_throttled"
 #: get_throttled bits (raspberrypi.com/documentation/computers/os.html#get_throttled).
 THROTTLE_BITS: dict[int, str] = {

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edge.config import EdgeConfig
+from edge.host import hottest_celsius
 from edge.mqtt.schemas import (
     INFO_SCHEMA,
     TELEMETRY_SCHEMA,
@@ -27,7 +28,7 @@ from edge.mqtt.schemas import (
 from edge.postprocess.results import Result
 from edge.sources.frames import Frame
 
-THERMAL = Path("/sys/class/thermal")
+HOST_ROOT = Path("/")  # where /sys/class/thermal is read from (tests point it elsewhere)
 RUNTIME_PACKAGES = ("edge-inference", "ai-edge-litert", "tflite-runtime", "numpy", "paho-mqtt")
 
 
@@ -125,13 +126,7 @@ class ProcessStats:
 
     @staticmethod
     def temperature_c() -> float | None:
-        readings = []
-        for zone in THERMAL.glob("thermal_zone*/temp"):
-            try:
-                readings.append(int(zone.read_text().strip()) / 1000.0)
-            except (OSError, ValueError):
-                continue
-        return max(readings) if readings else None
+        return hottest_celsius(HOST_ROOT)
 
 
 def _cpu_seconds() -> float:

@@ -203,11 +203,13 @@ def test_a_connected_broker_is_ok_and_one_that_goes_away_is_not(
 def test_a_hot_device_is_degraded(
     kit: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    thermal = tmp_path / "thermal"
-    for zone, millidegrees in (("thermal_zone0", "54000"), ("thermal_zone1", "91500")):
-        (thermal / zone).mkdir(parents=True)
-        (thermal / zone / "temp").write_text(millidegrees + "\n")
-    monkeypatch.setattr(telemetry, "THERMAL", thermal)
+    thermal = tmp_path / "root" / "sys" / "class" / "thermal"
+    zones = (("cpu", "54000"), ("gpu", "91500"), ("PMIC-Die", "100000"))  # Nano: a fixed limit
+    for number, (kind, millidegrees) in enumerate(zones):
+        (thermal / f"thermal_zone{number}").mkdir(parents=True)
+        (thermal / f"thermal_zone{number}" / "temp").write_text(millidegrees + "\n")
+        (thermal / f"thermal_zone{number}" / "type").write_text(kind + "\n")
+    monkeypatch.setattr(telemetry, "HOST_ROOT", tmp_path / "root")
     with running(daemon_config(kit, tmp_path, source=looping(kit))) as daemon:
         assert wait_until(lambda: processed(daemon) >= 3)
         status, health = healthz(daemon)
