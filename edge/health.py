@@ -117,21 +117,28 @@ class HealthCheck:
         (so a reload's new numbers apply at once)."""
         config = daemon.config
         rules = settings or config.health
+        described, state = daemon.describe(), daemon.source_state()  # each read once
         with self._lock:
             now = self._clock()
-            failing = self._failing(daemon, rules, now)
-            degraded = self._degraded(daemon, rules, now)
+            failing = self._failing(daemon, rules, now, described, state)
+            degraded = self._degraded(daemon, rules, now, described, state)
         if failing:
             return Health(status="failing", reasons=failing + degraded)
         return Health(status="degraded" if degraded else "ok", reasons=degraded)
 
     # -- failing ------------------------------------------------------------------------
-    def _failing(self, daemon: HealthView, rules: HealthSettings, now: float) -> list[str]:
+    def _failing(
+        self,
+        daemon: HealthView,
+        rules: HealthSettings,
+        now: float,
+        described: Mapping[str, Any],
+        state: str | None,
+    ) -> list[str]:
         source = daemon.config.source.type
-        if not daemon.describe().get("running"):
+        if not described.get("running"):
             return ["pipeline not running (the daemon is starting, stopping or stopped)"]
         reasons = []
-        state = daemon.source_state()
         if state == "ended":
             reasons.append(f"source ({source}) ended: no more frames will come")
         elif state == "failed":
@@ -162,10 +169,17 @@ class HealthCheck:
         return now - self._progress_at
 
     # -- degraded -----------------------------------------------------------------------
-    def _degraded(self, daemon: HealthView, rules: HealthSettings, now: float) -> list[str]:
+    def _degraded(
+        self,
+        daemon: HealthView,
+        rules: HealthSettings,
+        now: float,
+        described: Mapping[str, Any],
+        state: str | None,
+    ) -> list[str]:
         reasons = []
         config = daemon.config
-        if daemon.source_state() == "retrying":
+        if state == "retrying":
             reasons.append(
                 f"source ({config.source.type}) retrying: it stopped delivering frames and "
                 "is reopened with backoff (retry:)"
@@ -173,9 +187,9 @@ class HealthCheck:
         if daemon.mqtt is not None:
             reasons += self._broker(daemon.mqtt, rules, now, daemon.started_at)
             reasons += self._spool(daemon.mqtt.spool, rules, now)
-        described = daemon.describe().get("runtime")
-        if described and described.get("fell_back"):
-            reasons.append(fell_back_reason(described))
+        runtime = described.get("runtime")
+        if runtime and runtime.get("fell_back"):
+            reasons.append(fell_back_reason(runtime))
         temperature = self._temperature()
         if temperature is not None and temperature > rules.temperature_high_c:
             reasons.append(
