@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle.errors import IncompatibleBundleError
-from edge.bundle.manifest import sha256_hex
 from edge.bundle.signing import DEFAULT_TRUSTED_KEYS
 from edge.config import state_dir
 from edge.host import HostFacts
@@ -100,7 +99,7 @@ def _check_newer(verified: VerifiedBundle, previous: Slot | None, force: bool) -
 def _intact(folder: Path, verified: VerifiedBundle) -> bool:
     for name, data in verified.members.items():
         try:
-            if sha256_hex((folder / name).read_bytes()) != sha256_hex(data):
+            if (folder / name).read_bytes() != data:
                 return False
         except OSError:
             return False
