@@ -10,7 +10,7 @@ numpy and OpenCV only: no TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -283,6 +283,13 @@ def read_image(path: Path) -> np.ndarray:
             f"reads {', '.join(sorted(IMAGE_SUFFIXES))}; remove or convert it"
         )
     return image
+
+
+def default_spec(input_shape: Sequence[int]) -> PreprocessSpec:
+    """The preprocessing of a model given none: gray for an image input with one channel
+    (NHWC), RGB otherwise. The packager's data, the bundle and the daemon all use it."""
+    one_channel = len(input_shape) == 4 and int(input_shape[3]) == 1
+    return PreprocessSpec(color="gray" if one_channel else "rgb")
 
 
 def spec_for_input(shape: tuple[int, ...], spec: PreprocessSpec) -> Size:

@@ -47,7 +47,7 @@ from edge.bundle.manifest import (
 )
 from edge.bundle.signing import key_id, load_private_key, sign
 from edge.errors import ConfigError
-from edge.preprocess import PreprocessSpec
+from edge.preprocess import PreprocessSpec, default_spec
 from edge.profiles import DeviceProfile
 from edge.runtime import ModelRunner, load_model
 from packager import __version__
@@ -149,12 +149,10 @@ def _fit_spec(spec: PreprocessSpec | None, runner: ModelRunner) -> PreprocessSpe
     """The spec for the manifest: gray by default for a one-channel image input, and an
     error when a given spec's colour does not give the model's channels."""
     shape = runner.inputs[0].signature
-    chosen = spec or PreprocessSpec()
+    chosen = spec or default_spec(shape)
     if len(shape) != 4:
         return chosen
     channels = shape[3] if chosen.layout == "nhwc" else shape[1]
-    if spec is None and channels == 1:
-        return PreprocessSpec(color="gray")
     if channels > 0 and chosen.channels != channels:
         raise ConfigError(
             f"--preprocess: color {chosen.color!r} gives {chosen.channels} channel(s), the "

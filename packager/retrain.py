@@ -33,6 +33,7 @@ from edge.errors import DataError
 from edge.preprocess import (
     IMAGE_SUFFIXES,
     PreprocessSpec,
+    default_spec,
     preprocess_image,
     read_image,
     spec_for_input,
@@ -166,12 +167,7 @@ def input_shape(model: Any) -> tuple[int, ...]:
 
 def fit_spec(spec: PreprocessSpec | None, model: Any) -> PreprocessSpec:
     """``spec``, or the default for the model: gray for a one-channel image input."""
-    if spec is not None:
-        return spec
-    shape = input_shape(model)
-    if len(shape) == 4 and shape[3] == 1:
-        return PreprocessSpec(color="gray")
-    return PreprocessSpec()
+    return spec if spec is not None else default_spec(input_shape(model))
 
 
 def load_original(
