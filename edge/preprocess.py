@@ -287,7 +287,7 @@ def read_image(path: Path) -> np.ndarray:
 
 def default_spec(input_shape: Sequence[int]) -> PreprocessSpec:
     """The preprocessing of a model given none: gray for an image input with one channel
-    (NHWC), RGB otherwise. The packager's data, the bundle and the daemon all use it."""
+    (NHWC), RGB otherwise: what a bundle's manifest records when no spec was given."""
     one_channel = len(input_shape) == 4 and int(input_shape[3]) == 1
     return PreprocessSpec(color="gray" if one_channel else "rgb")
 
