@@ -36,7 +36,7 @@ format: $(STAMP)
 
 # The sample model, its sidecar and a video of held-out digits: trained and written here
 # from scikit-learn's digits, nothing downloaded.
-$(DEMO)/digits.avi: packager/samples.py | $(STAMP)
+$(DEMO)/digits.avi: packager/samples/digits.py | $(STAMP)
 	$(PY) -m packager.samples $(DEMO)
 
 # With no broker in the config, examples/demo.py starts a local mosquitto (if installed)

@@ -163,7 +163,7 @@ def announce(name: str, port: int) -> None:
 
 
 def run_edge(config: Path, report_every: float) -> int:
-    edge = [sys.executable, "-m", "edge.cli", "run", "--config", str(config)]
+    edge = [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)]
     daemon = subprocess.Popen([*edge, "--report-every", str(report_every)])
     while True:
         try:

@@ -1,6 +1,6 @@
 """Models the test suite trains and converts itself, cached under build/test-models.
 
-The digits CNN comes from packager.samples (trained on scikit-learn's digits, which
+The digits CNN comes from packager.samples.digits (trained on scikit-learn's digits, which
 ship inside the package), so nothing is downloaded. The cache key covers the code
 that makes the models plus the TensorFlow version: change it and they are rebuilt.
 """
@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from packager import convert, samples
-from packager.convert import convert_keras
+from packager.convert import converter as convert
+from packager.convert.converter import convert_keras
+from packager.samples import digits as samples
 
 __all__ = ["CACHE", "QUANT_MODES", "DigitsModels", "convert_keras", "digits_models"]
 

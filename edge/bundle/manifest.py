@@ -34,7 +34,7 @@ from pydantic import (
 from edge.bundle.archive import MEMBER_NAME
 from edge.bundle.errors import IntegrityError, ManifestError
 from edge.monitor.reference import ReferenceStats
-from edge.preprocess import PreprocessSpec
+from edge.runtime.preprocess import PreprocessSpec
 
 __all__ = [
     "MANIFEST",

@@ -1,4 +1,4 @@
-"""The `edge dashboard` sub-command, added to edge/cli.py's parser by ``add_dashboard``.
+"""The `edge dashboard` sub-command, added to edge/cli/main.py's parser by ``add_dashboard``.
 
 It prints the URL once serving and runs until Ctrl-C or SIGTERM. A broker that cannot be
 reached is not an error (the page says so and the feed retries); an address that cannot

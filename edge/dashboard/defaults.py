@@ -1,4 +1,4 @@
-"""The dashboard's defaults, importable without pydantic (edge/cli.py builds its parser
+"""The dashboard's defaults, importable without pydantic (edge/cli/main.py builds its parser
 from them on every `edge` invocation)."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.config import TOPIC_PART
+from edge.daemon.config import TOPIC_PART
 from edge.dashboard.defaults import LISTEN_PORT, MQTT_PORT
 from edge.errors import ConfigError
 

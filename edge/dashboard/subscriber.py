@@ -21,9 +21,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.credentials import log_in
 from edge.dashboard.settings import DashboardSettings
 from edge.dashboard.state import Fleet
+from edge.mqtt.credentials import log_in
 from edge.mqtt.errors import MqttConnectError
 
 log = logging.getLogger(__name__)

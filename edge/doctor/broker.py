@@ -17,10 +17,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import MqttSettings, TlsSettings
-from edge.credentials import log_in
+from edge.daemon.config import MqttSettings, TlsSettings
 from edge.doctor.findings import DoctorContext, Finding
 from edge.errors import ConfigError
+from edge.mqtt.credentials import log_in
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from edge.config import EdgeConfig
-from edge.profiles import DeviceProfile
+from edge.daemon.config import EdgeConfig
+from edge.device.profiles import DeviceProfile
 
 log = logging.getLogger(__name__)
 

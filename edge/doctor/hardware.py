@@ -9,8 +9,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge.doctor.findings import DoctorContext, Finding, Severity
-from edge.host import (
+from edge.device.host import (
     CORAL_USB_IDS,
     STATIC_ZONES,
     USB2_MBPS,
@@ -18,7 +17,8 @@ from edge.host import (
     UsbDevice,
     find_usb_devices,
 )
-from edge.host import read_thermals as host_thermals
+from edge.device.host import read_thermals as host_thermals
+from edge.doctor.findings import DoctorContext, Finding, Severity
 
 CORAL_BOOTLOADER_ID = ("1a6e", "089a")  # before libedgetpu has loaded the firmware
 CORAL_VENDORS = tuple(dict.fromkeys(vendor for vendor, _ in CORAL_USB_IDS))  # 1a6e, 18d1

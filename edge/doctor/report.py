@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from edge.common.textable import render_table
 from edge.doctor.findings import SEVERITIES, Finding
-from edge.textable import render_table
 
 EXIT_OK = 0  # no problem (warnings allowed)
 EXIT_PROBLEMS = 1

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from edge.device.host import find_usb_devices, read_board
 from edge.doctor.findings import DoctorContext, Finding, Severity
 from edge.errors import BackendError
-from edge.host import find_usb_devices, read_board
 from edge.runtime.backend import (
     BACKEND_NAMES,
     BACKENDS,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from edge.config import state_dir
+from edge.daemon.config import state_dir
+from edge.daemon.model_spec import resolve_model
 from edge.doctor.findings import DoctorContext, Finding, Severity
 from edge.errors import EdgeError
 from edge.install.slots import current_name
-from edge.model_spec import resolve_model
 
 NTP_FIX = "sudo timedatectl set-ntp true (systemd-timesyncd must reach an NTP server)"
 TIMESYNC_FLAG = "/run/systemd/timesync/synchronized"  # touched by systemd-timesyncd on sync

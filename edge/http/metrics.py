@@ -20,7 +20,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from edge.health import HealthView
+from edge.daemon.health import HealthView
 from edge.mqtt.schemas import Health
 from edge.mqtt.telemetry import ProcessStats
 

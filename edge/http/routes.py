@@ -19,12 +19,12 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from edge.daemon import source_is_sensor
-from edge.health import HealthCheck, HealthView
+from edge.daemon.health import HealthCheck, HealthView
 from edge.http.metrics import make_registry
 from edge.mqtt.schemas import Health
-from edge.overlay import SnapshotError, latest, snapshot_jpeg
+from edge.postprocess.overlay import SnapshotError, latest, snapshot_jpeg
 from edge.postprocess.results import Result
+from edge.sources.config import is_sensor
 from edge.sources.frames import Frame
 
 TEXT = "text/plain; charset=utf-8"
@@ -40,7 +40,7 @@ ENDPOINTS = (
 
 
 class EndpointView(HealthView, Protocol):
-    """What the endpoint reads of the daemon (edge.daemon.Daemon has it all)."""
+    """What the endpoint reads of the daemon (edge.daemon.daemon.Daemon has it all)."""
 
     def last_frame(self) -> Frame | None: ...
 
@@ -133,7 +133,7 @@ class Routes:
                 "http.snapshot: true in edge.yaml and reload the daemon (SIGHUP) to serve "
                 "the last frame here",
             )
-        if source_is_sensor(config):
+        if is_sensor(config.source):
             return text(
                 503,
                 f"the source ({config.source.type}) delivers sensor samples, not images: "

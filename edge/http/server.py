@@ -19,8 +19,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import cast
 
+from edge.daemon.health import HealthCheck
 from edge.errors import ConfigError
-from edge.health import HealthCheck
 from edge.http.routes import EndpointView, Reply, Routes, text
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@
 - :mod:`edge.install.service`: the systemd unit and the default edge.yaml.
 - :mod:`edge.install.errors`: InstallError, SelftestError, ServiceError.
 
-The commands are in :mod:`edge.install_commands`; docs/install.md tells the whole story.
+The commands are in :mod:`edge.cli.install`; docs/install.md tells the whole story.
 """
 
 from edge.install.errors import InstallError, SelftestError, ServiceError

@@ -26,8 +26,8 @@ from typing import Any
 
 from edge.bundle.errors import IncompatibleBundleError
 from edge.bundle.signing import DEFAULT_TRUSTED_KEYS
-from edge.config import state_dir
-from edge.host import HostFacts
+from edge.daemon.config import state_dir
+from edge.device.host import HostFacts
 from edge.install.errors import InstallError, SelftestError
 from edge.install.selftest import SelftestResult, run_selftest
 from edge.install.slots import (

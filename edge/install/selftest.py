@@ -57,7 +57,7 @@ class SelftestResult:
 
 def selftest_chain(folder: Path, manifest: Manifest) -> tuple[Sequence[Any], int | None]:
     """(delegate chain, threads) the daemon will use for this slot."""
-    from edge.config import parse_config
+    from edge.daemon.config import parse_config
 
     path = folder / CONFIG_MEMBER
     try:
@@ -66,7 +66,7 @@ def selftest_chain(folder: Path, manifest: Manifest) -> tuple[Sequence[Any], int
     except (OSError, UnicodeDecodeError, yaml.YAMLError, EdgeError) as exc:
         log.warning("%s: not usable (%s); using profile %s's chain", path, exc, manifest.device)
     try:
-        from edge.profiles import load_profile
+        from edge.device.profiles import load_profile
 
         profile = load_profile(manifest.device)
         return profile.delegates, profile.threads

@@ -3,7 +3,7 @@
 The device rule (:func:`match_device`):
 
 1. ``runtime.arch`` must equal this machine's arch (``uname -m``), always.
-2. A generic profile, ``linux-<arch>`` (what :func:`edge.host.match_profile` falls back
+2. A generic profile, ``linux-<arch>`` (what :func:`edge.device.host.match_profile` falls back
    to), runs on any device of that arch: a ``linux-aarch64`` bundle installs on a
    Raspberry Pi 4 as well as on an unknown ARM box.
 3. A board profile (``rpi4``, ``rpi-coral-usb``, ``jetson-nano``...) must be the profile
@@ -33,8 +33,8 @@ from edge.bundle import open_bundle
 from edge.bundle.errors import IncompatibleBundleError
 from edge.bundle.manifest import MANIFEST, Manifest
 from edge.bundle.signing import DEFAULT_TRUSTED_KEYS
+from edge.device.host import HostFacts, read_host_facts
 from edge.errors import BackendError
-from edge.host import HostFacts, read_host_facts
 from edge.runtime.backend import Backend, load_backend
 
 __all__ = ["VerifiedBundle", "check_runtime", "match_device", "verify_bundle"]

@@ -5,11 +5,11 @@
 - :mod:`edge.monitor.statistics`: the per-sample statistics and PSI, shared too;
 - :class:`~edge.monitor.drift.DriftMonitor` and
   :class:`~edge.monitor.feedback.FeedbackCapture`: the daemon's observers
-  (:class:`edge.control.Observer`), built for a daemon by :func:`observers_for`.
+  (:class:`edge.daemon.control.Observer`), built for a daemon by :func:`observers_for`.
 
-The observers are imported when first built: ``edge.model_spec`` and the manifest import
+The observers are imported when first built: ``edge.daemon.model_spec`` and the manifest import
 this package for the reference, and the observers import the MQTT schemas, whose
-package imports ``edge.control``, which imports ``edge.model_spec``.
+package imports ``edge.daemon.control``, which imports ``edge.daemon.model_spec``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Protocol
 from edge.monitor.reference import Distribution, ReferenceStats
 
 if TYPE_CHECKING:
-    from edge.config import EdgeConfig
-    from edge.control import Observer
-    from edge.model_spec import ModelSpec
+    from edge.daemon.config import EdgeConfig
+    from edge.daemon.control import Observer
+    from edge.daemon.model_spec import ModelSpec
     from edge.monitor.drift import DriftMonitor
     from edge.mqtt.topics import Topics
     from edge.runtime import ModelRunner

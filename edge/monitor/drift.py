@@ -1,6 +1,6 @@
 """Drift monitoring on the device: the reference statistics against a sliding window.
 
-:class:`DriftMonitor` is an observer (:class:`edge.control.Observer`). For every frame it
+:class:`DriftMonitor` is an observer (:class:`edge.daemon.control.Observer`). For every frame it
 computes the statistics of :mod:`edge.monitor.statistics` (one ``cv2.meanStdDev`` of
 the model input and an argmax) into a ring buffer of the last ``window`` frames. Every
 ``check_every`` frames, once ``min_samples`` are in, it bins the window with the
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge.config import DriftSettings
+from edge.daemon.config import DriftSettings
 from edge.monitor.reference import ReferenceStats
 from edge.monitor.statistics import FrameStatistics, psi
 from edge.mqtt.schemas import DRIFT_SCHEMA, DriftEvent

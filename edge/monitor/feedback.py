@@ -1,6 +1,6 @@
 """Feedback capture: keep the inputs the model was unsure about, or saw under drift.
 
-:class:`FeedbackCapture` is an observer (:class:`edge.control.Observer`). On the
+:class:`FeedbackCapture` is an observer (:class:`edge.daemon.control.Observer`). On the
 inference thread it only decides: a frame is a candidate when its top score
 (:func:`edge.monitor.statistics.top_score`) is in ``band`` (``low <= score < high``:
 reason ``low_confidence``), or, with ``on_drift``, while the drift monitor is high
@@ -39,11 +39,11 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from edge.config import FeedbackSettings
+from edge.daemon.config import FeedbackSettings
 from edge.monitor.statistics import top_score
 from edge.monitor.store import FeedbackStore, sample_stem
 from edge.mqtt.schemas import FEEDBACK_SCHEMA, FeedbackPayload, FeedbackSidecar
-from edge.overlay import encode_jpeg
+from edge.postprocess.overlay import encode_jpeg
 from edge.postprocess.results import Result, jsonable
 from edge.postprocess.scores import label_for
 from edge.sources.frames import Frame

@@ -1,6 +1,6 @@
 """Reference statistics: what the model saw at packaging time, kept in the manifest.
 
-The packager (packager/reference.py) runs the bundled model through the device runtime
+The packager (packager/evaluate/reference.py) runs the bundled model through the device runtime
 on the calibration samples and stores, per statistic, the bins and the fraction of
 samples in each (``monitoring`` in manifest.json, docs/bundle.md). The daemon
 (:mod:`edge.monitor.drift`) computes the same statistics with the same code

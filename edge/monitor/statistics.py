@@ -1,7 +1,7 @@
 """The per-sample statistics behind drift monitoring, and the PSI that compares them.
 
 One implementation for both halves: the packager runs it on the calibration samples to
-build the reference (packager/reference.py), the daemon on every frame
+build the reference (packager/evaluate/reference.py), the daemon on every frame
 (:mod:`edge.monitor.drift`). Per frame it costs one ``cv2.meanStdDev`` over the model
 input (about 1 µs for the 8x8 digits, 40-75 µs for 224x224x3) and an argmax.
 """

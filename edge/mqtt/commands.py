@@ -6,7 +6,7 @@ JSON (an empty payload is ``{}``), it validates against the command's strict mod
 (unknown keys and wrong types are refused), then it runs; a daemon error becomes an
 error result that names it. An outcome may carry messages to publish before the
 result (the JPEG of ``snapshot``: the last frame with its boxes or label drawn,
-edge.overlay).
+edge.postprocess.overlay).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from edge.control import check_bundle_path, fetch_bundle
+from edge.daemon.control import check_bundle_path, fetch_bundle
 from edge.errors import EdgeError
 from edge.mqtt.schemas import (
     COMMANDS,
@@ -34,7 +34,7 @@ from edge.mqtt.schemas import (
 )
 from edge.mqtt.telemetry import DaemonView
 from edge.mqtt.topics import Topics
-from edge.overlay import latest, snapshot_jpeg
+from edge.postprocess.overlay import latest, snapshot_jpeg
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 64 * 1024
@@ -73,7 +73,7 @@ def _problems(exc: ValidationError) -> str:
 
 class Commands:
     """Runs commands against ``daemon``; ``allowed`` defaults to the safe set
-    (edge.config.SAFE_COMMANDS); ``install`` downloads at most ``max_download_bytes``
+    (edge.daemon.config.SAFE_COMMANDS); ``install`` downloads at most ``max_download_bytes``
     over https (http too with ``allow_http``)."""
 
     def __init__(

@@ -22,8 +22,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import MqttSettings
-from edge.credentials import read_password
+from edge.daemon.config import MqttSettings
+from edge.mqtt.credentials import read_password
 from edge.mqtt.errors import MqttConnectError
 from edge.mqtt.topics import Topics
 
@@ -79,7 +79,7 @@ class Connection:
         self.backoff = backoff or Backoff()
         self.connected = threading.Event()
         # monotonic time since when the broker is away (from construction until the first
-        # connect, and from each disconnect); None while connected. Read by edge.health.
+        # connect, and from each disconnect); None while connected. Read by edge.daemon.health.
         self.disconnected_since: float | None = time.monotonic()
         self.subscribed = threading.Event()  # connected and every subscription acknowledged
         self._pending: set[int] = set()

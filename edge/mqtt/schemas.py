@@ -12,9 +12,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.config import SAFE_COMMANDS, CommandName
+from edge.daemon.config import SAFE_COMMANDS, CommandName
 
-INFO_SCHEMA = "edge.info/1"
+INFO_SCHEMA = "edge.device.info/1"
 TELEMETRY_SCHEMA = "edge.telemetry/1"
 EVENT_SCHEMA = "edge.event/1"
 RESULT_SCHEMA = "edge.cmd_result/1"
@@ -188,5 +188,5 @@ COMMANDS: dict[str, type[_Command]] = {
 }
 DEFAULT_ALLOWED = frozenset(SAFE_COMMANDS)
 if set(COMMANDS) != set(get_args(CommandName)):  # the config's allow-list names these
-    raise RuntimeError("edge.config.CommandName and edge.mqtt.schemas.COMMANDS disagree")
+    raise RuntimeError("edge.daemon.config.CommandName and edge.mqtt.schemas.COMMANDS disagree")
 Status = Literal["online", "offline", "stopped"]

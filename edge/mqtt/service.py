@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge.config import MqttSettings, SpoolSettings
+from edge.daemon.config import MqttSettings, SpoolSettings
 from edge.mqtt.commands import SNAPSHOT_QOS, Commands, Outcome, result_payload
 from edge.mqtt.connection import Backoff, Connection
 from edge.mqtt.discovery import discovery_configs

@@ -1,6 +1,6 @@
 """The retained ``info`` and the periodic ``telemetry`` payloads, read from the daemon.
 
-``DaemonView`` is what the MQTT service needs from the daemon; ``edge.daemon.Daemon``
+``DaemonView`` is what the MQTT service needs from the daemon; ``edge.daemon.daemon.Daemon``
 has it. The model and runtime come from ``daemon.describe()`` (``info`` is sent again
 when they change: a reload, an install, a ``set`` of the live settings).
 """
@@ -14,8 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge.config import EdgeConfig
-from edge.host import hottest_celsius
+from edge.daemon.config import EdgeConfig
+from edge.device.host import hottest_celsius
 from edge.mqtt.schemas import (
     INFO_SCHEMA,
     TELEMETRY_SCHEMA,
@@ -33,7 +33,7 @@ RUNTIME_PACKAGES = ("edge-inference", "ai-edge-litert", "tflite-runtime", "numpy
 
 
 class DaemonView(Protocol):
-    """What the MQTT service reads and the commands call (edge.daemon.Daemon)."""
+    """What the MQTT service reads and the commands call (edge.daemon.daemon.Daemon)."""
 
     config: EdgeConfig
     started_at: float  # time.monotonic() at construction
@@ -54,7 +54,7 @@ class DaemonView(Protocol):
 
     def monitoring(self) -> dict[str, Any]: ...  # drift and feedback (edge.monitor)
 
-    def health(self) -> Health | None: ...  # edge.health; None where it is not evaluated
+    def health(self) -> Health | None: ...  # edge.daemon.health; None where it is not evaluated
 
     def install(self, path: Path, *, force: bool = False) -> dict[str, Any]: ...
 

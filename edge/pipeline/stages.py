@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 
 from edge.errors import InputError
-from edge.preprocess import (
+from edge.runtime.preprocess import (
     Geometry,
     PreprocessSpec,
     Quantization,

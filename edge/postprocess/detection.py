@@ -1,7 +1,7 @@
 """Detection outputs: SSD (TFLite_Detection_PostProcess) and YOLO decoding, and NMS.
 
 Boxes go from model-input coordinates to source-image pixels through the frame's
-:class:`~edge.preprocess.Geometry` (which undoes a stretch, letterbox or centre crop).
+:class:`~edge.runtime.preprocess.Geometry` (which undoes a stretch, letterbox or centre crop).
 Without a geometry they are mapped with ``input_size`` (height, width) into model-input
 pixels, and without that they stay normalised to [0, 1].
 """
@@ -15,7 +15,7 @@ import numpy as np
 from edge.errors import InputError
 from edge.postprocess.results import Detection
 from edge.postprocess.scores import label_for
-from edge.preprocess import Geometry
+from edge.runtime.preprocess import Geometry
 
 Size = tuple[int, int]
 

@@ -18,7 +18,7 @@ from edge.postprocess.config import PostprocessConfig
 from edge.postprocess.detection import decode_ssd, decode_yolo
 from edge.postprocess.results import Result
 from edge.postprocess.scores import anomaly_score, classify, regression_value
-from edge.preprocess import Geometry
+from edge.runtime.preprocess import Geometry
 from edge.runtime.tensors import IoTensor
 from edge.sources.frames import Frame
 
@@ -91,7 +91,7 @@ def make_postprocess(
     config: PostprocessConfig, *, geometry_for: GeometryFor | None = None
 ) -> Postprocess:
     """The callable for ``config.task``. ``geometry_for(frame)`` gives the transform the
-    preprocessing applied to that frame (see :func:`edge.preprocess.image_geometry`), so
+    preprocessing applied to that frame (see :func:`edge.runtime.preprocess.image_geometry`), so
     detection boxes come back in source-image pixels; None leaves them in model-input
     pixels (with ``input_size``) or normalised."""
     decoder = DECODERS[config.task]

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from edge.common.validation import describe_errors
 from edge.errors import ConfigError
 from edge.runtime.backend import Backend
-from edge.validation import describe_errors
 
 log = logging.getLogger(__name__)
 

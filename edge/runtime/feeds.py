@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError
-from edge.preprocess import IMAGE_SUFFIXES, PreprocessSpec, preprocess_image, read_image
+from edge.runtime.preprocess import IMAGE_SUFFIXES, PreprocessSpec, preprocess_image, read_image
 from edge.runtime.tensors import IoTensor
 
 

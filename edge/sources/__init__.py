@@ -26,7 +26,7 @@ from edge.sources.config import (
 from edge.sources.errors import SourceError, SourceTimeoutError
 from edge.sources.factory import RetryingSource, make_source
 from edge.sources.frames import Frame
-from edge.sources.windowing import Windower
+from edge.sources.sensors.windowing import Windower
 
 __all__ = [
     "CameraSource",

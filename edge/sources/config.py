@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from edge.errors import ConfigError
-from edge.preprocess import IMAGE_SUFFIXES
+from edge.runtime.preprocess import IMAGE_SUFFIXES
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
@@ -217,6 +217,15 @@ def expand_shorthand(value: Any) -> Any:
 # For a field of a bigger config (edge.yaml's ``source``) that also takes shorthands:
 # ``source: 0``, ``source: rtsp://...``; a bad shorthand raises ConfigError.
 SourceSetting = Annotated[SourceConfig, BeforeValidator(expand_shorthand)]
+
+SENSOR_SOURCES = frozenset({"serial", "csv", "mqtt", "synthetic"})
+
+
+def is_sensor(source: SourceConfig) -> bool:
+    """Whether ``source`` delivers sensor samples rather than images (no frame to show)."""
+    return source.type in SENSOR_SOURCES
+
+
 _SYNTHETIC = re.compile(r"synthetic(?::(?P<kind>.*))?")
 _NEEDS_MAPPING = "give it as a mapping, e.g. {type: %s, %s}"
 

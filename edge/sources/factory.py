@@ -25,10 +25,10 @@ SOURCE_CLASSES: dict[str, str] = {  # config type -> "module:class"
     "stream": "edge.sources.video:StreamCapture",
     "video": "edge.sources.video:VideoFile",
     "images": "edge.sources.images:ImageFiles",
-    "serial": "edge.sources.serial:SerialPort",
-    "csv": "edge.sources.csv_replay:CsvReplay",
-    "mqtt": "edge.sources.mqtt:MqttTopic",
-    "synthetic": "edge.sources.synthetic:SyntheticSamples",
+    "serial": "edge.sources.sensors.serial:SerialPort",
+    "csv": "edge.sources.sensors.csv_replay:CsvReplay",
+    "mqtt": "edge.sources.sensors.mqtt:MqttTopic",
+    "synthetic": "edge.sources.sensors.synthetic:SyntheticSamples",
 }
 
 State = Literal["running", "retrying", "ended", "failed"]

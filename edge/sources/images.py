@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.preprocess import IMAGE_SUFFIXES
+from edge.runtime.preprocess import IMAGE_SUFFIXES
 from edge.sources.base import Pacer, SourceBase
 from edge.sources.config import GLOB_CHARS, ImagesSource
 from edge.sources.errors import SourceError

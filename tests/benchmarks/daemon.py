@@ -34,18 +34,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.config import DriftSettings, EdgeConfig, FeedbackSettings
-from edge.control import LivePostprocess, Observer
-from edge.model_spec import ModelSpec
+from edge.common.textable import render_table
+from edge.daemon.config import DriftSettings, EdgeConfig, FeedbackSettings
+from edge.daemon.control import LivePostprocess, Observer
+from edge.daemon.model_spec import ModelSpec
 from edge.monitor import ReferenceStats, observers_for
 from edge.monitor.drift import DriftMonitor
 from edge.pipeline import Pipeline, frame_geometry, frame_preprocess
 from edge.postprocess import PostprocessConfig, make_postprocess
-from edge.preprocess import PreprocessSpec, spec_for_input
 from edge.runtime import ModelRunner, load_model
+from edge.runtime.preprocess import PreprocessSpec, spec_for_input
 from edge.sources.frames import Frame
-from edge.textable import render_table
-from packager.reference import compute_reference
+from packager.evaluate.reference import compute_reference
 from tests.models import mobilenet_models
 
 FRAMES = 300
@@ -219,7 +219,7 @@ def daemon_on_video(model: Path, threads: int, video: Path, out: Path) -> dict[s
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "edge.cli.main",
             "run",
             str(model),
             "--source",

@@ -4,7 +4,7 @@ For each model (digits CNN and MobileNetV2 1.0/224, fp32 and int8) at 1 and 2 th
 
 * raw: ai_edge_litert's Interpreter driven directly (set_tensor, invoke, get_tensor);
 * edge: the same through ``edge.runtime.load_model`` (input checks, quantization,
-  dequantized outputs) and ``edge.bench.benchmark`` (benchmark_model's method).
+  dequantized outputs) and ``edge.device.bench.benchmark`` (benchmark_model's method).
 
 Prints the tables and writes build/bench/runtime.json. Ratios are edge / raw for the
 same model and threads in the same run: 1.00 means no overhead.
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.bench import summarize, table_rows
+from edge.common.textable import render_table
+from edge.device.bench import summarize, table_rows
 from edge.runtime import load_model
-from edge.textable import render_table
 from tests.models import digits_models, mobilenet_models
 
 RUNS = 200
@@ -79,7 +79,7 @@ def edge_bench(model: Path, threads: int) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "edge.cli.main",
             "bench",
             str(model),
             "--json",

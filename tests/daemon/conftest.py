@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from packager.samples import DIGITS_SIDECAR, write_digits_video
+from packager.samples.digits import DIGITS_SIDECAR, write_digits_video
 from tests.models import DigitsModels
 
 

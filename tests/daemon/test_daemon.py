@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.config import parse_config
-from edge.daemon import Daemon, RunLimits
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
 from tests.models import SINE_WINDOW, sine_autoencoder, sine_signal
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -24,7 +24,7 @@ NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 
 def edge_run(*args: str | Path, **popen: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "run", *map(str, args)],
+        [sys.executable, "-m", "edge.cli.main", "run", *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import parse_config
-from edge.daemon import Daemon, RunLimits
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
 from edge.install import install_bundle
 from tests.broker import Broker
 from tests.install.bundles import Kit, digits_kit, tamper, variant

@@ -62,7 +62,7 @@ def test_daemon_publishes_status_info_telemetry_and_every_event(
     subscriber = Subscriber(broker.port, "test-pi")
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -75,7 +75,7 @@ def test_daemon_publishes_status_info_telemetry_and_every_event(
     statuses = [p.decode() for p in subscriber.payloads("/status")]
     assert statuses[0] == "online" and statuses[-1] == "stopped"
     info = json.loads(subscriber.payloads("/info")[0])
-    assert info["schema"].startswith("edge.info/") and info["model"]["name"] == "digits-int8"
+    assert info["schema"].startswith("edge.device.info/") and info["model"]["name"] == "digits-int8"
     assert info["runtime"]["delegate"] == "xnnpack"
     telemetry = [json.loads(p) for p in subscriber.payloads("/telemetry")]
     assert len(telemetry) >= 2 and all(t["schema"].startswith("edge.telemetry/") for t in telemetry)

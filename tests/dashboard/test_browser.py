@@ -93,7 +93,7 @@ def start_daemon(
     )
     with (folder / "daemon.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -32,7 +32,7 @@ FAST: dict[str, Any] = {
     "reconnect_min_s": 0.1,
     "reconnect_max_s": 0.5,
 }
-DASHBOARD = (sys.executable, "-m", "edge.cli", "dashboard")
+DASHBOARD = (sys.executable, "-m", "edge.cli.main", "dashboard")
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"  # an identifier in the markup, never fetched
 
 

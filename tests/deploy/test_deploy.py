@@ -16,19 +16,19 @@ from typing import Any
 
 import pytest
 
-from edge.cli_support import make_parser, run
-from edge.profiles import load_profile
-from packager.deploy import DeployError, UnreachableError, deploy, requirements
-from packager.deploy_commands import add_deploy
+from edge.cli.support import make_parser, run
+from edge.device.profiles import load_profile
+from packager.cli.deploy import add_deploy
+from packager.deploy.ssh import DeployError, UnreachableError, deploy, requirements
 from tests.broker import free_port
 from tests.install.bundles import Kit, variant
 from tests.sshd import Sshd
 
 
 def device_edge(python: str, folder: Path) -> str:
-    """The device's edge command: ``python -m edge.cli`` of that Python's install."""
+    """The device's edge command: ``python -m edge.cli.main`` of that Python's install."""
     del folder  # the device's edge is the installed package itself
-    return shlex.join([python, "-m", "edge.cli"])
+    return shlex.join([python, "-m", "edge.cli.main"])
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def _device_python_with_dependencies(user_base: Path, folder: Path) -> None:
 def test_provision_makes_a_venv_from_the_wheel_and_runs_edge_there(
     kit: Kit, sshd: Sshd, tmp_path: Path
 ) -> None:
-    from packager.deploy import Provision, build_wheel
+    from packager.deploy.ssh import Provision, build_wheel
 
     _device_python_with_dependencies(Path(sshd.set_env["PYTHONUSERBASE"]), tmp_path)
     wheel = build_wheel(tmp_path / "wheels")

@@ -33,7 +33,7 @@ def test_package_deploy_install_selftest(digits: DigitsModels, sshd: Sshd, tmp_p
     np.savez(tmp_path / "test.npz", x=arrays["x_test"], y=arrays["y_test"])
     keys = tmp_path / "keys"
     subprocess.run(
-        [sys.executable, "-m", "packager.cli", "keygen", "--out", str(keys), "--name", "dev"],
+        [sys.executable, "-m", "packager.cli.main", "keygen", "--out", str(keys), "--name", "dev"],
         check=True,
         capture_output=True,
     )
@@ -61,7 +61,7 @@ def test_package_deploy_install_selftest(digits: DigitsModels, sshd: Sshd, tmp_p
         "--remote-root",
         str(root),
         "--remote-edge",
-        shlex.join([sys.executable, "-m", "edge.cli"]),
+        shlex.join([sys.executable, "-m", "edge.cli.main"]),
     ]
     deployed = make(
         "deploy", *common, f"HOST={sshd.destination}", f"DEPLOY_FLAGS={shlex.join(flags)}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge.config import EdgeConfig, parse_config
+from edge.daemon.config import EdgeConfig, parse_config
 from edge.doctor import Finding
-from tests.test_host import thermal_zone, usb_device, write
+from tests.device.test_host import thermal_zone, usb_device, write
 
 __all__ = ["by_id", "config", "thermal_zone", "usb_device", "write"]
 

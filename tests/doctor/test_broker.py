@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeConfig
+from edge.daemon.config import EdgeConfig
 from edge.doctor import DoctorContext, Thresholds, parse_broker
 from edge.doctor.broker import AUTH_FIX, CLOCK_FIX, check_broker
 from edge.errors import ConfigError

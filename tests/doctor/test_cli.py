@@ -15,7 +15,7 @@ from tests.doctor.support import usb_device
 
 def edge_doctor(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", "doctor", *args],
+        [sys.executable, "-m", "edge.cli.main", "doctor", *args],
         capture_output=True,
         text=True,
         timeout=120,

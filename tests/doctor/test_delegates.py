@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge.device.profiles import load_profile
 from edge.doctor import DoctorContext
 from edge.doctor.runtime import EDGETPU_INSTALL, check_delegates
-from edge.profiles import load_profile
 from tests.doctor.support import by_id, config, usb_device
 
 

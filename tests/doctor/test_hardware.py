@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.device.profiles import load_profile
 from edge.doctor import DoctorContext, Thresholds
 from edge.doctor.hardware import (
     COOLING_FIX,
@@ -17,7 +18,6 @@ from edge.doctor.hardware import (
     check_temperature,
     decode_throttled,
 )
-from edge.profiles import load_profile
 from tests.doctor.support import by_id, thermal_zone, usb_device, write
 
 EDGETPU_RULES = (

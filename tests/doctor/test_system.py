@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import state_dir
+from edge.daemon.config import state_dir
 from edge.doctor import DiskSpace, DoctorContext
 from edge.doctor.system import NTP_FIX, check_bundle, check_clock, check_disk
 from edge.install import install_bundle

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from packager.samples import DIGITS_SIDECAR, write_digits_video
+from packager.samples.digits import DIGITS_SIDECAR, write_digits_video
 from tests.http.support import FRAMES
 from tests.models import DigitsModels, sine_autoencoder
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.config import parse_config
-from edge.daemon import Daemon, RunLimits
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
 
 FRAMES = 60  # frames in the kit's video
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from edge.config import parse_config
-from edge.daemon import Daemon
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon
 from edge.errors import ConfigError
 from edge.http import HttpEndpoint, HttpListenError, parse_listen
 from edge.http.metrics import COUNTERS
@@ -328,7 +328,7 @@ def test_edge_run_with_a_port_in_use_exits_with_one_line(
     settings = daemon_config(kit, tmp_path, http={"listen": f"127.0.0.1:{busy_port}"})
     config.write_text(yaml.safe_dump(settings))
     done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from edge.config import EdgeConfig, parse_config
-from edge.health import HealthCheck, drift_reason, fell_back_reason
+from edge.daemon.config import EdgeConfig, parse_config
+from edge.daemon.health import HealthCheck, drift_reason, fell_back_reason
 from edge.mqtt.schemas import Health
 
 MB = 2**20
@@ -63,7 +63,7 @@ class Link:
 
 @dataclass
 class View:
-    """What edge.health reads of edge.daemon.Daemon, set by the test."""
+    """What edge.daemon.health reads of edge.daemon.daemon.Daemon, set by the test."""
 
     config: EdgeConfig = field(default_factory=lambda: parse_config({}, origin="test"))
     started_at: float = 0.0

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.mqtt.commands import Commands
-from edge.overlay import PALETTE, SnapshotError, draw_result, latest, snapshot_jpeg
+from edge.postprocess.overlay import PALETTE, SnapshotError, draw_result, latest, snapshot_jpeg
 from edge.postprocess.results import Detection, Result
 from edge.sources.frames import Frame
 from tests.mqtt.support import StandInDaemon, edge_config

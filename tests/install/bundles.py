@@ -1,7 +1,7 @@
 """Real bundles for the install and deploy tests, and ways to make variants of them.
 
 :func:`digits_kit` builds one signed digits bundle for linux-x86_64 with
-packager.bundle.build_bundle (a real conversion, a few seconds) once per test session.
+packager.bundle.writer.build_bundle (a real conversion, a few seconds) once per test session.
 Variants are that bundle with manifest fields or members changed, re-hashed and signed
 again (:func:`variant`), or with one member's bytes replaced and nothing else touched
 (:func:`tamper`), the way an attacker or a damaged download would.
@@ -27,8 +27,8 @@ from rich.console import Console
 from edge.bundle.archive import read_archive, write_archive
 from edge.bundle.manifest import MANIFEST, SIGNATURE, canonical_json
 from edge.bundle.signing import load_private_key, sign, write_keypair
-from edge.profiles import load_profile
-from packager.bundle import build_bundle
+from edge.device.profiles import load_profile
+from packager.bundle.writer import build_bundle
 from tests.models import DigitsModels
 
 _KITS: dict[Path, Kit] = {}

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from edge.bundle.errors import IncompatibleBundleError, IntegrityError, SignatureError
-from edge.cli_support import make_parser, run
+from edge.cli.install import add_install, add_installed, add_rollback
+from edge.cli.support import make_parser, run
+from edge.daemon.model_spec import resolve_model
 from edge.install import (
     InstallError,
     SelftestError,
@@ -21,8 +23,6 @@ from edge.install import (
     rollback,
 )
 from edge.install.slots import read_history
-from edge.install_commands import add_install, add_installed, add_rollback
-from edge.model_spec import resolve_model
 from tests.install.bundles import Kit, selftest_with, signature_offset, snapshot, tamper, variant
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli_support import make_parser, run
-from edge.config import load_config
+from edge.cli.install import add_service
+from edge.cli.support import make_parser, run
+from edge.daemon.config import load_config
+from edge.daemon.model_spec import resolve_model
 from edge.install import ServiceError, install_bundle, install_service
-from edge.install_commands import add_service
-from edge.model_spec import resolve_model
 from tests.install.bundles import Kit
 
 

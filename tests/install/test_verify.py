@@ -8,10 +8,10 @@ import pytest
 
 from edge.bundle.errors import IncompatibleBundleError, IntegrityError, SignatureError
 from edge.bundle.signing import key_id, load_private_key
-from edge.cli_support import make_parser, run
-from edge.host import HostFacts, read_host_facts
+from edge.cli.install import add_verify
+from edge.cli.support import make_parser, run
+from edge.device.host import HostFacts, read_host_facts
 from edge.install import verify_bundle
-from edge.install_commands import add_verify
 from tests.install.bundles import Kit, signature_offset, tamper, variant
 
 RPI5_CPU = (

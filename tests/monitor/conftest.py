@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.samples import DIGITS_SIDECAR
+from packager.samples.digits import DIGITS_SIDECAR
 from tests.drift_data import IN_DISTRIBUTION, SCALE, SHIFT_AT
 from tests.models import DigitsModels
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edge.config import parse_config
-from edge.daemon import Daemon, RunLimits
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
+from edge.daemon.model_spec import resolve_model
 from edge.http.routes import Routes
-from edge.model_spec import resolve_model
 from edge.mqtt.schemas import DriftEvent, FeedbackPayload, FeedbackSidecar
 from tests.broker import Broker
 from tests.models import REPO

@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import pytest
 
-from edge.config import parse_config
-from edge.daemon import Daemon, RunLimits
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
 from edge.mqtt.schemas import FeedbackSidecar
 from tests.monitor.conftest import IN_DISTRIBUTION, SCALE
 

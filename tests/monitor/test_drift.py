@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge.config import DriftSettings
+from edge.daemon.config import DriftSettings
 from edge.monitor.drift import DriftMonitor
 from edge.monitor.reference import ReferenceStats
 from edge.monitor.statistics import FrameStatistics

@@ -19,8 +19,8 @@ from edge.monitor.statistics import (
     top_score,
 )
 from edge.postprocess.results import Detection, Result
-from edge.preprocess import PreprocessSpec, preprocess_image
 from edge.runtime import load_model
+from edge.runtime.preprocess import PreprocessSpec, preprocess_image
 from tests.models import DigitsModels
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.config import EdgeConfig, parse_config
+from edge.daemon.config import EdgeConfig, parse_config
 from edge.mqtt.schemas import Health
 from edge.pipeline.metrics import StageMetrics
 from edge.postprocess.results import Result
@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 
 
 class StandInDaemon:
-    """What MqttService reads from and calls on edge.daemon.Daemon, with a real
+    """What MqttService reads from and calls on edge.daemon.daemon.Daemon, with a real
     StageMetrics; it records what it was asked to change (``changes``). The real daemon
     behind the commands is tested in tests/daemon/test_daemon_mqtt.py."""
 

@@ -50,7 +50,7 @@ def test_birth_info_telemetry_and_events_with_contiguous_seq(
     assert late.on(f"{ROOT}/status")[0].payload == b"online"
     late.close()
     info = sub.on(f"{ROOT}/info")[0].json()
-    assert info["schema"] == "edge.info/1" and info["device"] == "dev1"
+    assert info["schema"] == "edge.device.info/1" and info["device"] == "dev1"
     events = sub.on(f"{ROOT}/events")
     assert seqs(events) == list(range(50))
     first = events[0].json()

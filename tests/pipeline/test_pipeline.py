@@ -88,9 +88,9 @@ def test_every_frame_in_order_at_model_accuracy(
 def test_real_image_preprocessing_writes_into_the_batch(
     load: Loader, digits_test: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    """Digits as 8x8 gray uint8 images through edge.preprocess, straight into the buffer."""
+    """Digits as 8x8 gray uint8 images through edge.runtime.preprocess, straight into the buffer."""
     from edge.pipeline import frame_preprocess
-    from edge.preprocess import PreprocessSpec
+    from edge.runtime.preprocess import PreprocessSpec
 
     x, y = digits_test
     images = (x[:200, :, :, 0] * 255).round().astype(np.uint8)

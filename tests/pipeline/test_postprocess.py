@@ -28,8 +28,8 @@ from edge.postprocess import (
     make_postprocess,
     nms,
 )
-from edge.preprocess import PreprocessSpec, letterbox, preprocess_image
 from edge.runtime import load_model
+from edge.runtime.preprocess import PreprocessSpec, letterbox, preprocess_image
 from edge.sources.frames import Frame
 from tests.models import DigitsModels
 

@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.sources import MqttSource, SourceError, SourceTimeoutError, make_source
-from edge.sources.mqtt import QUEUE_LIMIT, MqttTopic
+from edge.sources.sensors.mqtt import QUEUE_LIMIT, MqttTopic
 from tests.broker import Broker, free_port, make_broker
 from tests.sources.conftest import read_frames
 
@@ -66,7 +66,7 @@ def test_bad_payloads_are_counted_and_skipped(
 ) -> None:
     source = subscribed(broker, "sensors/b", window=2, qos=1)
     bad = ["not json", "[]", '["a", 1]', "[1, 2, 3]", '{"x": 1}', "[[1, 2], [3]]", "[true, 1]"]
-    with caplog.at_level(logging.WARNING, logger="edge.sources.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="edge.sources.sensors.mqtt"):
         publish(publisher, "sensors/b", [1, 2], *bad, [3, 4])
         frame = source.read(timeout=5)
     assert frame is not None and frame.data.tolist() == [[1, 2], [3, 4]]
@@ -133,7 +133,7 @@ def test_a_broker_restart_is_survived(own_broker: Broker, caplog: pytest.LogCapt
     try:
         publish(client, "sensors/r", [1.0])
         assert read_frames(source, 1)[0].data.tolist() == [[1.0]]
-        with caplog.at_level(logging.INFO, logger="edge.sources.mqtt"):
+        with caplog.at_level(logging.INFO, logger="edge.sources.sensors.mqtt"):
             own_broker.restart(down_s=0.3)
             deadline = time.monotonic() + 15
             frame = None

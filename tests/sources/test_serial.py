@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.sources import SerialSource, SourceError, SourceTimeoutError, make_source
-from edge.sources.serial import SerialPort
+from edge.sources.sensors.serial import SerialPort
 from tests.sources.conftest import read_frames
 
 CUT = b".5,-1\n"  # the tail of a line already under way when the port opened: dropped
@@ -60,7 +60,7 @@ def test_malformed_lines_are_counted_and_skipped(
     bad = ["1,2,3", "abc", "1,,2", "nan,1", "\xff\xfe"]
     good = ["1,2", "3,4"]
     lines = [good[0], *bad[:3], good[1], *bad[3:]]
-    with caplog.at_level(logging.DEBUG, logger="edge.sources.serial"):
+    with caplog.at_level(logging.DEBUG, logger="edge.sources.sensors.serial"):
         os.write(master, CUT + "\n".join(lines).encode("latin-1") + b"\n" + b"5,6\n7,8\n")
         frames = read_frames(source, 2)
     assert [f.data.tolist() for f in frames] == [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
@@ -76,7 +76,7 @@ def test_the_first_good_line_fixes_the_channel_count(
 ) -> None:
     master, path = pty_port
     source = opened(path, window=2)
-    with caplog.at_level(logging.WARNING, logger="edge.sources.serial"):
+    with caplog.at_level(logging.WARNING, logger="edge.sources.sensors.serial"):
         os.write(master, CUT + b"1,2,3\n" + b"4,5\n" * 200 + b"6,7,8\n")
         frame = source.read(timeout=2)
         with pytest.raises(SourceTimeoutError):

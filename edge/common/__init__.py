@@ -1,0 +1,4 @@
+"""Small helpers every part may use (pydantic error wording, text tables).
+
+It imports nothing from ``edge`` but ``edge.errors``.
+"""

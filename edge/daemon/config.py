@@ -1,0 +1,245 @@
+"""The daemon's configuration, `edge.yaml` (contract 2).
+
+Every setting has a default that works on a laptop; unknown keys and wrong types are
+errors that name the key and the file. Models read no files and open no sockets:
+paths are checked when the daemon starts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edge.common.validation import describe_errors
+from edge.errors import ConfigError
+from edge.pipeline.config import PipelineConfig
+from edge.postprocess.config import PostprocessConfig
+from edge.runtime.delegates import parse_chain
+from edge.runtime.preprocess import PreprocessSpec
+from edge.sinks.config import SinkConfig
+from edge.sinks.logger import LogSinkConfig
+from edge.sources.config import CameraSource, RetryPolicy, SourceSetting
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def state_dir() -> Path:
+    """Where the daemon keeps state: /var/lib/edge as root, else the XDG state folder."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/edge")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge"
+
+
+DEFAULT_DELEGATES: tuple[str | dict[str, Any], ...] = ("xnnpack", "builtin")
+
+
+class RuntimeSettings(_Settings):
+    delegates: list[str | dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_DELEGATES))
+    threads: int | None = Field(default=None, ge=1)
+    require_full_delegation: bool = False
+    backend: Literal["ai-edge-litert", "tflite-runtime", "tensorflow"] | None = None
+
+    @field_validator("delegates")
+    @classmethod
+    def _chain(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        parse_chain(value, origin="runtime.delegates")  # ConfigError names the entry
+        return value
+
+
+class TlsSettings(_Settings):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname checks: for test brokers only
+
+
+CommandName = Literal["ping", "reload", "restart", "set", "snapshot", "install"]
+# Commands that change neither what leaves the device nor the software it runs:
+# snapshot (camera images off the device) and install (new software) are opt-in.
+SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "reload", "restart", "set")
+TOPIC_PART = r"^[^#+]+$"
+
+
+class MqttSettings(_Settings):
+    """``mqtt:`` in edge.yaml; docs/mqtt.md explains every key."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    tls: TlsSettings | None = None
+    username: str | None = None
+    password_file: Path | None = None  # read at connect time, never logged
+    client_id: str | None = Field(default=None, min_length=1, max_length=128)  # edge-<device>
+    base_topic: str = Field(default="edge", pattern=TOPIC_PART)
+    keepalive_s: int = Field(default=60, ge=5)
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    qos: Literal[0, 1] = 1  # telemetry; events, status, info and results are QoS 1
+    events: Literal["all", "notable"] = "notable"
+    min_score: float = Field(default=0.5, ge=0.0, le=1.0)  # notable classification
+    spool_telemetry: bool = False
+    discovery: bool = True
+    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PART)
+    commands: list[CommandName] = Field(default_factory=lambda: list(SAFE_COMMANDS))
+    install_max_mb: float = Field(default=256.0, gt=0)  # a bundle downloaded by 'install'
+    install_allow_http: bool = False  # 'install' by URL: https only unless set
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> MqttSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s:g}) is above reconnect_max_s "
+                f"({self.reconnect_max_s:g}); the backoff doubles from min up to max"
+            )
+        return self
+
+
+class SpoolSettings(_Settings):
+    path: Path | None = None  # default: <state dir>/spool.sqlite
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    when_full: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
+
+
+class HttpSettings(_Settings):
+    """``http:``: /healthz, /metrics (Prometheus) and /snapshot.jpg (docs/monitoring.md)."""
+
+    enabled: bool = False
+    listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:]+:\d{1,5}$")
+    snapshot: bool = True  # /snapshot.jpg: the last frame leaves the device when asked
+    jpeg_quality: int = Field(default=85, ge=10, le=100)
+
+
+class HealthSettings(_Settings):
+    """``health:``: when /healthz (and telemetry's ``health``) says degraded or failing."""
+
+    temperature_high_c: float = 80.0  # degraded above this (throttling starts near 80-85)
+    spool_filling: float = Field(default=0.8, gt=0.0, le=1.0)  # degraded above this fraction
+    broker_grace_s: float = Field(default=30.0, ge=0.0)  # broker away longer: degraded
+    stalled_after_s: float = Field(default=30.0, gt=0.0)  # no result for this long: failing
+
+
+class DriftSettings(_Settings):
+    """``drift:``: live input/output statistics against the bundle's reference (PSI)."""
+
+    enabled: bool = True  # needs a bundle with reference statistics (manifest 'monitoring')
+    window: int = Field(default=500, ge=20)  # frames in the sliding window
+    min_samples: int = Field(default=100, ge=10)  # no score before this many frames
+    threshold: float = Field(default=0.25, gt=0.0)  # PSI above this: drift event
+    check_every: int = Field(default=50, ge=1)  # frames between two score updates
+
+
+class FeedbackSettings(_Settings):
+    """``feedback:``: keep inputs the model was unsure about (or saw under drift)."""
+
+    enabled: bool = False
+    band: tuple[float, float] = (0.0, 0.5)  # keep when low <= top score < high
+    on_drift: bool = True  # also keep inputs that arrive while drift is above threshold
+    directory: Path | None = None  # default: <state dir>/feedback
+    quota_mb: float = Field(default=256.0, gt=0)  # oldest files go first past this
+    max_files: int = Field(default=10_000, ge=1)
+    max_per_minute: float = Field(default=6.0, gt=0)  # rate limit (token bucket)
+    burst: int = Field(default=10, ge=1)
+    publish: bool = False  # also publish each sample on <base>/<device>/feedback (QoS 1)
+    jpeg_quality: int = Field(default=90, ge=10, le=100)
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"band must be [low, high] with 0 <= low < high <= 1, got {value}")
+        return value
+
+
+DEFAULT_SINKS: tuple[SinkConfig, ...] = (LogSinkConfig(),)
+
+
+class EdgeConfig(_Settings):
+    device_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    bundle: str | None = None  # "current" (the installed bundle), a bundle folder or a .tflite
+    install_root: Path | None = None  # default: the state dir
+    source: SourceSetting = Field(default_factory=CameraSource)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    preprocess: PreprocessSpec | None = None  # None: the bundle's (or the model's sidecar)
+    postprocess: PostprocessConfig | None = None
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS))
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    telemetry_interval_s: float = Field(default=10.0, gt=0)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+
+    @property
+    def device(self) -> str:
+        return self.device_id or socket.gethostname().split(".")[0]
+
+    @property
+    def root(self) -> Path:
+        return self.install_root or state_dir()
+
+
+def parse_config(data: Any, *, origin: str = "edge.yaml") -> EdgeConfig:
+    """Validate a mapping (from YAML, JSON or code); errors name the key and ``origin``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
+    try:
+        return EdgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = describe_errors(
+            exc, unknown_key=lambda _: "unknown key; check the spelling against docs/config.md"
+        )
+        raise ConfigError(f"{origin}: {problems}") from exc
+    except ConfigError as exc:  # raised inside a validator (delegate chain, source shorthand)
+        raise ConfigError(f"{origin}: {exc}") from exc
+
+
+def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
+    """Read and validate an edge.yaml file."""
+    return parse_config(read_config_data(path), origin=str(path))
+
+
+def read_config_data(path: str | os.PathLike[str]) -> Any:
+    """The YAML of an edge.yaml file, not yet validated; ConfigError names the file and
+    what is wrong (missing, unreadable, not YAML)."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{file}: no such config file; write one (see docs/config.md) or "
+            "run 'edge run MODEL --source SRC' without a config"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(
+            f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+        ) from exc
+    return data

@@ -1,0 +1,286 @@
+"""What a running daemon can be told to change, and the pieces it needs for that.
+
+- :class:`LivePostprocess`: the postprocess the pipeline calls, swappable between two
+  items (a ``set`` of threshold or top_k drops no frame and restarts nothing), which
+  also keeps a reference to the last frame it saw (for ``snapshot``: no copy per frame).
+- :func:`live_postprocess_config`: a postprocess config with live settings on top,
+  validated by the config's own rules.
+- :func:`fetch_bundle`: download a bundle for ``install`` by URL, https only unless
+  allowed, size-capped, into a temporary file.
+- :func:`install_signal_handlers` (SIGTERM/SIGINT stop, SIGHUP reloads) and
+  :class:`FirstResult` (the start-up time of the daemon).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import ValidationError
+
+from edge.daemon.config import EdgeConfig
+from edge.daemon.model_spec import ModelSpec, resolve_model
+from edge.errors import EdgeError
+from edge.install import default_keys_dir, install_bundle
+from edge.postprocess import check_outputs
+from edge.postprocess.config import PostprocessConfig
+from edge.postprocess.factory import Postprocess
+from edge.postprocess.results import Result
+from edge.runtime import ModelRunner, load_model
+from edge.sources.frames import Frame
+
+log = logging.getLogger(__name__)
+LIVE_KEYS = ("threshold", "top_k")  # what 'set' may change
+DOWNLOAD_TIMEOUT_S = 60.0
+CHUNK = 1 << 16
+
+
+class ControlError(EdgeError):
+    """A control request (set, restart, snapshot, install) cannot be carried out."""
+
+
+class Observer(Protocol):
+    """Sees every result with what it was made from (drift, feedback: edge.monitor).
+
+    ``observe`` runs on the inference thread after postprocessing: it must be cheap,
+    must not keep ``model_input`` (a reused batch buffer) and must not raise."""
+
+    def observe(
+        self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray, result: Result
+    ) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready state for telemetry, /metrics and /healthz (``drift``, ``feedback``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LivePostprocess:
+    """Calls the current postprocess; ``swap`` replaces it from the next item on."""
+
+    def __init__(self, postprocess: Postprocess, observers: Sequence[Observer] = ()) -> None:
+        self._current = postprocess
+        self.observers = tuple(observers)
+        self.last_frame: Frame | None = None  # a reference to the newest frame, not a copy
+        self.last_result: Result | None = None
+
+    def swap(self, postprocess: Postprocess) -> None:
+        self._current = postprocess  # one attribute store: atomic for the inference thread
+
+    def __call__(
+        self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray
+    ) -> Result:
+        result = self._current(outputs, frame, model_input)
+        self.last_frame, self.last_result = frame, result
+        for observer in self.observers:
+            observer.observe(outputs, frame, model_input, result)
+        return result
+
+
+def live_postprocess_config(
+    config: PostprocessConfig, settings: Mapping[str, Any]
+) -> PostprocessConfig:
+    """``config`` with ``settings`` (threshold, top_k) applied; ControlError says which
+    value breaks which rule, and nothing is applied then."""
+    unknown = sorted(set(settings) - set(LIVE_KEYS))
+    if unknown:
+        raise ControlError(f"cannot set {', '.join(unknown)}; live settings: {LIVE_KEYS}")
+    try:
+        return PostprocessConfig.model_validate({**config.model_dump(), **settings})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ControlError(f"live settings {dict(settings)} refused: {problems}") from exc
+
+
+def fetch_bundle(
+    url: str,
+    folder: Path,
+    *,
+    max_bytes: int,
+    allow_http: bool = False,
+    timeout_s: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Download ``url`` into a new file under ``folder``; the caller removes it.
+
+    Only https (and http with ``allow_http``); at most ``max_bytes`` (the announced
+    Content-Length is checked first, the bytes received as they come). ControlError
+    names the URL and the reason; a partial file is removed.
+    """
+    parts = urllib.parse.urlsplit(url)
+    allowed = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in allowed or not parts.netloc:
+        extra = "" if allow_http else " (http needs mqtt.install_allow_http: true)"
+        raise ControlError(f"{url!r} is not an {' or '.join(allowed)} URL{extra}")
+    name = os.path.basename(parts.path) or "bundle.tar.gz"
+    suffix = ".tar.gz" if name.endswith(".tar.gz") else Path(name).suffix
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=suffix, dir=folder)
+    path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as reply:  # noqa: S310 - scheme checked above
+            announced = reply.headers.get("Content-Length")
+            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
+                raise ControlError(
+                    f"{url} is {int(announced)} bytes; the limit is {max_bytes} "
+                    "(mqtt.install_max_mb)"
+                )
+            received = 0
+            while chunk := reply.read(CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise ControlError(
+                        f"{url} is larger than the limit of {max_bytes} bytes "
+                        "(mqtt.install_max_mb); download stopped"
+                    )
+                out.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        path.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise ControlError(f"cannot download {url}: {reason}") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    log.info("downloaded %s (%d bytes)", url, received)
+    return path
+
+
+def check_bundle_path(path: str) -> Path:
+    """The local bundle ``path`` if it exists; ControlError otherwise."""
+    found = Path(path).expanduser()
+    if not found.exists():
+        raise ControlError(f"no such bundle {path!r} on this device")
+    return found
+
+
+class Controlled(Protocol):
+    config: EdgeConfig
+    first_result_s: float | None
+    started_at: float
+    last_reload_error: str | None
+
+    def request_stop(self) -> None: ...
+
+    def request_reload(self) -> None: ...
+
+    def reload(self) -> bool: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def load_model_for(config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
+    """The model spec and a loaded runner for ``config`` (checked against the outputs)."""
+    if config.bundle is None:
+        raise EdgeError(
+            "no model: set 'bundle' in the config (current, a bundle folder "
+            "or a .tflite) or pass one to 'edge run'"
+        )
+    spec = resolve_model(
+        config.bundle,
+        root=config.root,
+        preprocess=config.preprocess,
+        postprocess=config.postprocess,
+    )
+    runtime = config.runtime
+    runner = load_model(
+        spec.model_path,
+        delegates=runtime.delegates,
+        threads=runtime.threads,
+        require_full_delegation=runtime.require_full_delegation,
+        backend=runtime.backend,
+    )
+    check_outputs(spec.postprocess, runner.outputs)
+    return spec, runner
+
+
+def install_and_reload(daemon: Controlled, path: Path, *, force: bool = False) -> dict[str, Any]:
+    """Install ``path`` (verified, self-tested: edge.install) into the daemon's root with
+    its trusted keys (ROOT/keys with install_root, else /etc/edge/keys), then reload.
+    The installer's errors propagate; a failed reload is in ``reload_error``."""
+    config = daemon.config
+    result = install_bundle(
+        path, root=config.root, trusted_keys=default_keys_dir(config.install_root), force=force
+    )
+    reloaded = daemon.reload()
+    return {
+        "installed": result.describe(),
+        "slot": result.slot.name,
+        "reloaded": reloaded,
+        "reload_error": None if reloaded else daemon.last_reload_error,
+        "uses_current": daemon.config.bundle == "current",
+        "model": daemon.describe()["model"],
+    }
+
+
+def status_line(snap: Mapping[str, Any], queue_size: int, source_state: str) -> str:
+    """The daemon's periodic one-line report."""
+    inference = snap.get("stages", {}).get("inference", {})
+    counters = snap.get("counters", {})
+    return (
+        f"fps {snap.get('fps', 0):.1f} | inference p50 {inference.get('p50_ms') or 0:.2f} "
+        f"p95 {inference.get('p95_ms') or 0:.2f} ms | processed {counters.get('processed', 0)}"
+        f" dropped {counters.get('dropped', 0)} errors {counters.get('errors', 0)} | queue "
+        f"{snap.get('queue_depth', {}).get('frames', 0)}/{queue_size} | source {source_state}"
+    )
+
+
+class FirstResult:
+    """A sink noting when the first result leaves the pipeline (start-up time)."""
+
+    name = "first-result"
+
+    def __init__(self, daemon: Controlled) -> None:
+        self._daemon = daemon
+
+    def handle(self, result: Any) -> None:
+        if self._daemon.first_result_s is None:
+            self._daemon.first_result_s = time.monotonic() - self._daemon.started_at
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def install_signal_handlers(daemon: Controlled) -> None:
+    """SIGTERM/SIGINT stop (drained), SIGHUP reloads; the handlers only set flags."""
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        daemon.request_stop()
+
+    def on_reload(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP: reloading")
+        daemon.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+
+
+__all__ = [
+    "ControlError",
+    "FirstResult",
+    "LivePostprocess",
+    "check_bundle_path",
+    "fetch_bundle",
+    "install_and_reload",
+    "install_signal_handlers",
+    "live_postprocess_config",
+    "load_model_for",
+    "status_line",
+]

@@ -1,0 +1,393 @@
+"""`packager build`: convert a model for a device profile and seal it into a signed bundle.
+
+:func:`build_bundle` runs the convert pipeline with the profile's target, I/O type and
+(for tflite-runtime devices) the runtime's op table, then writes
+``OUT/NAME-VERSION-DEVICE.tar.gz`` holding the model (``model.tflite``, or
+``model_edgetpu.tflite`` once edgetpu_compiler compiled it), ``labels.txt``, a default
+``edge.yaml``, the ``edge.service`` systemd unit, ``selftest.npz`` (8 inputs and the
+outputs this machine's runtime gave for them), ``manifest.json`` and ``manifest.sig``.
+The manifest's ``monitoring`` holds the reference statistics of the calibration data
+(packager/evaluate/reference.py) that the device's drift monitor compares its inputs with.
+
+The same inputs give the same bytes: TFLite conversion is deterministic for the same
+model and calibration data, ``created`` and every member's mtime come from
+``SOURCE_DATE_EPOCH`` or the model's mtime, the selftest and the reference statistics
+run on one thread (the statistics rounded), and the manifest holds no measured timing
+(latency varies run to run; it is in the build summary and the evaluation report
+written beside the bundle).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.console import Console
+
+from edge.bundle import open_bundle
+from edge.bundle.archive import source_date_epoch, write_archive
+from edge.bundle.manifest import (
+    MANIFEST,
+    SELFTEST,
+    SIGNATURE,
+    TASKS,
+    Manifest,
+    parse_version,
+    sha256_hex,
+    utc_timestamp,
+)
+from edge.bundle.signing import key_id, load_private_key, sign
+from edge.device.profiles import DeviceProfile
+from edge.errors import ConfigError
+from edge.runtime import ModelRunner, load_model
+from edge.runtime.preprocess import PreprocessSpec, default_spec
+from packager import __version__
+from packager.bundle.pipeline import ConvertJob, ConvertOutcome, run_convert
+from packager.convert.converter import Converted
+from packager.errors import SourceModelError
+from packager.evaluate.evaluation import Evaluation
+from packager.evaluate.reference import reference_for_bundle
+
+log = logging.getLogger(__name__)
+
+MODEL_MEMBER = "model.tflite"
+COMPILED_MEMBER = "model_edgetpu.tflite"
+LABELS_MEMBER = "labels.txt"
+CONFIG_MEMBER = "edge.yaml"
+UNIT_MEMBER = "edge.service"
+SELFTEST_SAMPLES = 8
+NPZ_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
+#: Selftest tolerance per mode, as a fraction of max(1, the largest |output|).
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-3, "dynamic": 1e-2, "int8": 0.02, "int16x8": 0.02}
+QUANT_STEPS = 4  # and at least this many quantization steps of a quantized output
+
+SERVICE_UNIT = """\
+# systemd unit for the edge daemon ({title}).
+# `edge service install` writes it to /etc/systemd/system/edge.service. The edge user
+# needs the video group for cameras (plugdev for a Coral USB, apex for a Coral PCIe).
+[Unit]
+Description=edge inference daemon
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=edge
+WorkingDirectory=/var/lib/edge
+Environment=PYTHONUNBUFFERED=1
+ExecStart=/opt/edge/venv/bin/edge run --config /etc/edge/edge.yaml
+Restart=on-failure
+RestartSec=5
+# Hardening that keeps /dev/video*, USB and PCIe accelerators reachable (so no
+# PrivateDevices= or DevicePolicy=); /usr, /boot and /etc are read-only for the daemon.
+NoNewPrivileges=yes
+ProtectSystem=full
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    path: Path
+    manifest: Manifest
+    summary: dict[str, Any]
+
+
+def signing_key(key: Path | None, unsigned: bool) -> Ed25519PrivateKey | None:
+    if key is not None and unsigned:
+        raise ConfigError("--key and --unsigned exclude each other: sign with KEY, or do not sign")
+    if unsigned:
+        return None
+    if key is None:
+        raise ConfigError(
+            "bundles are signed: make a key pair with 'packager keygen --out keys --name "
+            "release', pass --key keys/release.key and copy keys/release.pub to the device's "
+            "/etc/edge/keys; or pass --unsigned for a bundle only a test device accepts"
+        )
+    return load_private_key(key)
+
+
+def bundle_name(name: str | None, model: Path) -> str:
+    chosen = name if name is not None else (model.stem if model.is_file() else model.name)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", chosen):
+        raise ConfigError(
+            f"bundle name {chosen!r}: use letters, digits, '.', '_' and '-' (at most 64, "
+            "not starting with '.' or '-'); pass --name"
+        )
+    return chosen
+
+
+def _created(model: Path) -> int:
+    epoch = source_date_epoch()
+    if epoch is not None:
+        return epoch
+    try:
+        return int(model.stat().st_mtime)
+    except OSError as exc:
+        raise SourceModelError(f"{model}: cannot read the model: {exc.strerror}") from exc
+
+
+def _runtime_check(profile: DeviceProfile) -> str | None:
+    """The oldest tflite-runtime the profile admits; ai-edge-litert tracks TensorFlow."""
+    if profile.runtime.package != "tflite-runtime":
+        return None
+    return f"tflite-runtime=={profile.runtime.min_version()}"
+
+
+def _fit_spec(spec: PreprocessSpec | None, runner: ModelRunner) -> PreprocessSpec:
+    """The spec for the manifest: gray by default for a one-channel image input, and an
+    error when a given spec's colour does not give the model's channels."""
+    shape = runner.inputs[0].signature
+    chosen = spec or default_spec(shape)
+    if len(shape) != 4:
+        return chosen
+    channels = shape[3] if chosen.layout == "nhwc" else shape[1]
+    if channels > 0 and chosen.channels != channels:
+        raise ConfigError(
+            f"--preprocess: color {chosen.color!r} gives {chosen.channels} channel(s), the "
+            f"model input {list(shape)} takes {channels}"
+        )
+    return chosen
+
+
+def _selftest_inputs(runner: ModelRunner, data: Path | None, spec: PreprocessSpec) -> Any:
+    """(x, labels): the first samples of the data, or seeded random inputs without data."""
+    from packager.sources.data import load_dataset
+
+    tensor = runner.inputs[0]
+    if data is not None:
+        dataset = load_dataset(
+            data, input_shape=tensor.signature, preprocess=spec, limit=SELFTEST_SAMPLES
+        )
+        return dataset.x.astype(np.float32), dataset.labels
+    low, high = spec.input_range
+    shape = (SELFTEST_SAMPLES, *(d if d > 0 else 1 for d in tensor.signature[1:]))
+    return np.random.default_rng(0).uniform(low, high, shape).astype(np.float32), None
+
+
+def _selftest(runner: ModelRunner, x: np.ndarray, mode: str) -> tuple[bytes, float]:
+    """selftest.npz bytes (x, y[, y_1...]) and the tolerance the device is held to."""
+    per_sample = [runner.run(x[i : i + 1]) for i in range(len(x))]
+    outputs = [np.concatenate([s[k] for s in per_sample]).astype(np.float32)
+               for k in range(len(runner.outputs))]  # fmt: skip
+    arrays = {"x": x, "y": outputs[0]} | {f"y_{k}": y for k, y in enumerate(outputs) if k}
+    scale = max(1.0, float(np.max(np.abs(outputs[0]))))
+    steps = QUANT_STEPS * runner.outputs[0].scale if runner.outputs[0].quantized else 0.0
+    tolerance = float(f"{max(TOLERANCE.get(mode, 0.02) * scale, steps):.6g}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as npz:
+        for name, array in arrays.items():
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=NPZ_DATE)
+            info.create_system = 3  # Unix, wherever it is built
+            info.external_attr = 0o644 << 16
+            npz.writestr(info, npy.getvalue())
+    return buffer.getvalue(), tolerance
+
+
+def _labels(path: Path | None, found: tuple[str, ...] | None, classes: int, task: str) -> bytes:
+    if path is not None:
+        try:
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the labels: {exc}") from exc
+        names = [n for n in names if n]
+        if not names:
+            raise ConfigError(f"{path}: no labels in the file (one per line)")
+        if task == "classification" and len(names) != classes:
+            raise ConfigError(f"{path}: {len(names)} labels, but the model has {classes} classes")
+    else:
+        names = list(found) if found else [str(i) for i in range(classes)]
+    return ("\n".join(names) + "\n").encode("utf-8")
+
+
+def _edge_yaml(profile: DeviceProfile, name: str, version: int | str) -> bytes:
+    chain = ", ".join(json.dumps(entry, sort_keys=True) for entry in profile.delegates)
+    return (
+        f"# edge.yaml for {name} {version} on {profile.id}; see docs/config.md\n"
+        "bundle: current\n"
+        "runtime:\n"
+        f"  delegates: [{chain}]\n"
+        f"  threads: {profile.threads}\n"
+    ).encode()
+
+
+def _delegation_plan(profile: DeviceProfile, model: bytes, runner: ModelRunner) -> dict[str, int]:
+    if profile.target == "edgetpu":
+        from packager.convert.edgetpu import analyze_for_edgetpu
+
+        plan = analyze_for_edgetpu(model)
+        return {"edgetpu": plan.tpu_ops, "cpu": plan.cpu_ops}
+    delegation = runner.delegation
+    if delegation.delegate == "builtin":
+        return {"builtin": delegation.total_ops}
+    rest = delegation.total_ops - delegation.delegated_ops
+    return {delegation.delegate: delegation.delegated_ops} | ({"builtin": rest} if rest else {})
+
+
+def _evaluation(evaluation: Evaluation | None, mode: str) -> dict[str, Any] | None:
+    """The deterministic part of the evaluation (accuracies come from counts)."""
+    if evaluation is None:
+        return None
+    variant = evaluation.variant(mode)
+    labelled = evaluation.metric == "accuracy"
+    quantized = variant.accuracy if labelled else variant.fidelity.top1_agreement
+    values = (evaluation.reference_accuracy, quantized, variant.drop_points if labelled else None)
+    reference, quantized, drop = (None if v is None else round(v, 6) for v in values)
+    return {"metric": evaluation.metric, "reference": reference, "quantized": quantized,
+            "drop": drop, "latency_ms": None, "samples": evaluation.samples}  # fmt: skip
+
+
+def _model_section(profile: DeviceProfile, members: dict[str, bytes], chosen: Converted,
+                   compiled: bool, runner: ModelRunner) -> dict[str, Any]:  # fmt: skip
+    name = COMPILED_MEMBER if compiled else MODEL_MEMBER
+    return {"file": name, "sha256": sha256_hex(members[name]), "size": len(members[name]),
+            "quantization": chosen.mode, "target": profile.target, "compiled": compiled,
+            "delegation_plan": _delegation_plan(profile, chosen.data, runner)}  # fmt: skip
+
+
+def _toolchain(chosen: Converted, compiled: bool) -> dict[str, str]:
+    import tensorflow as tf
+
+    converter = f"tf.lite.TFLiteConverter {chosen.mode}, {chosen.io} I/O"
+    return {"packager": __version__, "tensorflow": tf.__version__,
+            "converter": converter + (", edgetpu_compiler" if compiled else "")}  # fmt: skip
+
+
+def _tensors(tensors: Any) -> list[dict[str, Any]]:
+    return [{"name": t.name, "shape": list(t.signature), "dtype": t.dtype.name,
+             "scale": t.scale, "zero_point": t.zero_point} for t in tensors]  # fmt: skip
+
+
+def _notes(profile: DeviceProfile, outcome: ConvertOutcome, compiled: bool) -> list[str]:
+    notes = list(outcome.notes)
+    if profile.target == "edgetpu" and not compiled:
+        notes.append(
+            "uncompiled: this int8 model was not compiled by edgetpu_compiler and runs on "
+            "the CPU; rebuild where the compiler is installed to use the Edge TPU"
+        )
+    if compiled:
+        notes.append("selftest outputs were measured on the uncompiled int8 model (CPU)")
+    if profile.target == "gpu":
+        notes.append("delegation_plan was measured on the packaging machine's CPU delegate")
+    return notes
+
+
+def build_bundle(
+    *,
+    model: Path,
+    profile: DeviceProfile,
+    out_dir: Path,
+    quant: str | None = None,
+    calib: Path | None = None,
+    eval_data: Path | None = None,
+    max_drop: float | None = None,
+    labels: Path | None = None,
+    name: str | None = None,
+    version: str = "1",
+    key: Path | None = None,
+    unsigned: bool = False,
+    task: str = "classification",
+    preprocess: PreprocessSpec | None = None,
+    allow_uncompiled: bool = False,
+    console: Console,
+) -> BuiltBundle:
+    """Convert ``model`` for ``profile`` and write a signed, reproducible bundle."""
+    signer = signing_key(key, unsigned)
+    chosen_name = bundle_name(name, model)
+    try:
+        version_value = parse_version(version)
+    except ValueError as exc:
+        raise ConfigError(f"--version: {exc}") from None
+    if task not in TASKS:
+        raise ConfigError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
+    if labels is not None and not labels.is_file():
+        raise ConfigError(f"--labels {labels}: no such file")
+    created = _created(model)
+    mode = quant or profile.default_quant
+    stem = f"{chosen_name}-{version_value}-{profile.id}"
+    with tempfile.TemporaryDirectory(prefix="packager-build-") as work:
+        job = ConvertJob(
+            model=model,
+            output=Path(work) / f"{stem}.tflite",
+            quant=mode,
+            target=profile.target,
+            io=profile.io_dtype if mode in ("int8", "auto") else None,
+            calib=calib,
+            eval_data=eval_data,
+            max_drop=max_drop,
+            allow_uncompiled=allow_uncompiled,
+            runtime=_runtime_check(profile),
+            preprocess=preprocess or PreprocessSpec(),
+            report_dir=out_dir,
+        )
+        outcome = run_convert(job, console)
+        model_bytes = outcome.output.read_bytes()
+    chosen = outcome.chosen
+    compiled = model_bytes != chosen.data
+    runner = load_model(chosen.data, delegates=("xnnpack", "builtin"), threads=1)
+    spec = _fit_spec(preprocess, runner)
+    x, found_labels = _selftest_inputs(runner, eval_data or calib, spec)
+    selftest, tolerance = _selftest(runner, x, chosen.mode)
+    reference = reference_for_bundle(runner, calib or eval_data, spec=spec, task=task)
+    classes = int(runner.outputs[0].signature[-1]) if runner.outputs[0].signature else 1
+    title = f"{chosen_name} {version_value}, {profile.id}"
+    members = {
+        COMPILED_MEMBER if compiled else MODEL_MEMBER: model_bytes,
+        LABELS_MEMBER: _labels(labels, found_labels, classes, task),
+        CONFIG_MEMBER: _edge_yaml(profile, chosen_name, version_value),
+        UNIT_MEMBER: SERVICE_UNIT.format(title=title).encode(),
+        SELFTEST: selftest,
+    }
+    manifest = Manifest.model_validate(
+        {
+            "schema_version": 1,
+            "name": chosen_name,
+            "version": version_value,
+            "created": utc_timestamp(created),
+            "device": profile.id,
+            "runtime": {"backend": profile.runtime.package,
+                        "min_version": profile.runtime.min_version(), "arch": profile.arch},
+            "model": _model_section(profile, members, chosen, compiled, runner),
+            "inputs": _tensors(runner.inputs),
+            "outputs": _tensors(runner.outputs),
+            "task": task,
+            "preprocessing": spec,
+            "postprocessing": {"labels_file": LABELS_MEMBER},
+            "evaluation": _evaluation(outcome.evaluation, chosen.mode),
+            "toolchain": _toolchain(chosen, compiled),
+            "selftest": {"file": SELFTEST, "tolerance": tolerance, "samples": len(x)},
+            "notes": _notes(profile, outcome, compiled),
+            "monitoring": reference,
+            "files": {member: sha256_hex(data) for member, data in members.items()},
+        }
+    )  # fmt: skip
+    members[MANIFEST] = manifest.to_json()
+    if signer is not None:
+        members[SIGNATURE] = sign(members[MANIFEST], signer)
+    path = write_archive(out_dir / manifest.bundle_name(), members, mtime=created)
+    trusted = {} if signer is None else {key_id(signer.public_key()): signer.public_key()}
+    opened = open_bundle(path, trusted_keys=trusted, keys_dir=key or "-", allow_unsigned=unsigned)
+    variant = outcome.evaluation.variant(chosen.mode) if outcome.evaluation else None
+    summary = {
+        "bundle": str(path),
+        "size_bytes": path.stat().st_size,
+        "io": chosen.io,
+        "latency_p50_ms": variant.latency_p50_ms if variant else None,
+        "signed_by": opened.key_id,
+        "files": {name: len(data) for name, data in sorted(members.items())},
+    }
+    log.info("wrote %s (%d bytes, signed by %s)", path, summary["size_bytes"], opened.key_id)
+    return BuiltBundle(path, manifest, summary)

@@ -1,0 +1,41 @@
+"""The `packager` command: what runs on a workstation or in CI.
+
+User errors (any EdgeError, the project's root) print one line and exit with code 2;
+--debug shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from edge.cli.support import make_parser, run
+from packager import __version__
+from packager.cli import bundle, compress, convert, deploy, feedback
+
+# Each command module adds its own commands; none of them imports this one.
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    convert.register,
+    bundle.register,
+    deploy.register,
+    compress.register,
+    feedback.register,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return make_parser(
+        "packager", __version__, "Make a model small and fast for a device, and prove it.", COMMANDS
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING lines
+    # Every candidate is loaded several times; its delegation is in the tables instead.
+    return run(build_parser(), argv, quiet_loggers=("edge.runtime",))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
