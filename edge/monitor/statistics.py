@@ -33,6 +33,9 @@ OUTPUT_STATISTICS: dict[str, tuple[str, ...]] = {
     "classification": ("confidence", "classes"),
     "detection_ssd": ("confidence",),
     "detection_yolo": ("confidence",),
+    "detection": ("confidence",),
+    "segmentation": (),
+    "keypoints": (),
     "regression": ("value",),
     "anomaly": ("value",),
 }

@@ -4,120 +4,99 @@ A postprocess callable takes ``(outputs, frame, model_input)``: the model's outp
 one item (batch axis removed, dequantized), the :class:`~edge.sources.frames.Frame` it
 came from, and the preprocessed input the model was given for it (an autoencoder's
 anomaly score needs it). It returns a :class:`~edge.postprocess.results.Result`.
+
+The decoding itself is the decoder the config names (edge.postprocess.registry: the
+built-ins and the ``edge.decoders`` plugins).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
 from edge.errors import ConfigError
 from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.detection import decode_ssd, decode_yolo
+from edge.postprocess.registry import DecoderContext, result_fields, start_decoder
 from edge.postprocess.results import Result
-from edge.postprocess.scores import anomaly_score, classify, regression_value
 from edge.runtime.preprocess import Geometry
 from edge.runtime.tensors import IoTensor
 from edge.sources.frames import Frame
 
+log = logging.getLogger(__name__)
 Postprocess = Callable[[Sequence[np.ndarray], Frame, np.ndarray], Result]
 GeometryFor = Callable[[Frame], Geometry | None]
-_Decoder = Callable[[PostprocessConfig, Sequence[np.ndarray], Geometry | None, np.ndarray], Any]
 
 
-def _classification(
-    config: PostprocessConfig, outputs: Sequence[np.ndarray], _: Geometry | None, __: np.ndarray
-) -> dict[str, Any]:
-    return {"top": classify(outputs[0], config.labels, config.top_k, config.threshold)}
+def decoder_for(config: PostprocessConfig) -> str:
+    """The decoder name ``config`` runs; ConfigError when a detection config names none."""
+    name = config.decoder_name
+    if name is None:
+        raise ConfigError(
+            f"task {config.task} needs postprocess.decoder: ssd_postprocess (the "
+            "TFLite_Detection_PostProcess op), ssd_anchors (raw boxes and scores, with "
+            "postprocess.ssd_anchors) or yolo (docs/decoders.md)"
+        )
+    return name
 
 
-def _ssd(
-    config: PostprocessConfig, outputs: Sequence[np.ndarray], geometry: Geometry | None, _: Any
-) -> dict[str, Any]:
-    detections = decode_ssd(
-        outputs,
-        labels=config.labels,
-        threshold=config.threshold,
-        max_detections=config.max_detections,
-        geometry=geometry,
-        input_size=config.input_size,
-    )
-    return {"detections": detections}
+class DecodingPostprocess:
+    """A :data:`Postprocess` over a started decoder. ``warning`` is the latest line a
+    decoder returned about an item that decoded but looked wrong (None if none did)."""
 
+    def __init__(
+        self,
+        config: PostprocessConfig,
+        decode: Callable[..., object],
+        geometry_for: GeometryFor | None,
+    ) -> None:
+        self.config = config
+        self.decoder = decoder_for(config)
+        self._decode = decode
+        self._geometry_for = geometry_for
+        self.warning: str | None = None
 
-def _yolo(
-    config: PostprocessConfig, outputs: Sequence[np.ndarray], geometry: Geometry | None, _: Any
-) -> dict[str, Any]:
-    detections = decode_yolo(
-        outputs[0],
-        layout=config.yolo_layout,
-        labels=config.labels,
-        threshold=config.threshold,
-        iou_threshold=config.iou_threshold,
-        max_detections=config.max_detections,
-        normalized=config.yolo_normalized,
-        geometry=geometry,
-        input_size=config.input_size,
-    )
-    return {"detections": detections}
-
-
-def _regression(
-    config: PostprocessConfig, outputs: Sequence[np.ndarray], _: Any, __: Any
-) -> dict[str, Any]:
-    return {"value": regression_value(outputs[0])}
-
-
-def _anomaly(
-    config: PostprocessConfig, outputs: Sequence[np.ndarray], _: Any, model_input: np.ndarray
-) -> dict[str, Any]:
-    score = anomaly_score(outputs[0], model_input)
-    limit = config.anomaly_threshold
-    return {"value": score, "anomaly": None if limit is None else score > limit}
-
-
-DECODERS: dict[str, _Decoder] = {
-    "classification": _classification,
-    "detection_ssd": _ssd,
-    "detection_yolo": _yolo,
-    "regression": _regression,
-    "anomaly": _anomaly,
-}
+    def __call__(
+        self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray
+    ) -> Result:
+        geometry = self._geometry_for(frame) if self._geometry_for is not None else None
+        decoded = self._decode(outputs, geometry, model_input)
+        if not isinstance(decoded, dict):
+            raise TypeError(
+                f"decoder {self.decoder!r} returned {type(decoded).__name__}, not a mapping"
+            )
+        fields, warning = result_fields(decoded)
+        if warning is not None and warning != self.warning:
+            log.warning("decoder %s: %s", self.decoder, warning)
+            self.warning = warning
+        return Result(
+            frame.seq, frame.timestamp, frame.source, self.config.kind, meta=frame.meta, **fields
+        )
 
 
 def make_postprocess(
-    config: PostprocessConfig, *, geometry_for: GeometryFor | None = None
-) -> Postprocess:
-    """The callable for ``config.task``. ``geometry_for(frame)`` gives the transform the
-    preprocessing applied to that frame (see :func:`edge.runtime.preprocess.image_geometry`), so
-    detection boxes come back in source-image pixels; None leaves them in model-input
-    pixels (with ``input_size``) or normalised."""
-    decoder = DECODERS[config.task]
+    config: PostprocessConfig,
+    *,
+    geometry_for: GeometryFor | None = None,
+    outputs: Sequence[IoTensor] | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> DecodingPostprocess:
+    """The callable for ``config``'s decoder. ``geometry_for(frame)`` gives the transform
+    the preprocessing applied to that frame (see :func:`edge.runtime.preprocess.image_geometry`),
+    so boxes, points and masks come back in source-image pixels; None leaves them in
+    model-input pixels (with ``input_size`` or ``config.input_size``) or normalised.
+    ``outputs`` (the model's, from the runner) let the decoder check at once that they
+    fit: ConfigError (or DecoderError for a plugin) says why not."""
+    name = decoder_for(config)
+    context = DecoderContext(config, None if outputs is None else tuple(outputs), input_size)
+    return DecodingPostprocess(config, start_decoder(name, context), geometry_for)
 
-    def postprocess(outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray) -> Result:
-        geometry = geometry_for(frame) if geometry_for is not None else None
-        fields = decoder(config, outputs, geometry, model_input)
-        return Result(
-            frame.seq, frame.timestamp, frame.source, config.task, meta=frame.meta, **fields
-        )
 
-    return postprocess
-
-
-def check_outputs(config: PostprocessConfig, outputs: Sequence[IoTensor]) -> None:
+def check_outputs(
+    config: PostprocessConfig,
+    outputs: Sequence[IoTensor],
+    input_size: tuple[int, int] | None = None,
+) -> None:
     """Check at start-up that a model's outputs fit the config; ConfigError says why not."""
-    shapes = [list(t.shape) for t in outputs]
-    if config.task == "detection_ssd" and len(outputs) != 4:
-        raise ConfigError(
-            f"task detection_ssd needs the 4 outputs of TFLite_Detection_PostProcess "
-            f"(boxes, classes, scores, count); the model has {len(outputs)}: {shapes}"
-        )
-    if config.task == "classification" and config.labels is not None:
-        classes = int(np.prod(outputs[0].shape[1:]))
-        if classes != len(config.labels):
-            raise ConfigError(
-                f"{len(config.labels)} labels for a model with {classes} classes "
-                f"(output {shapes[0]}); give one label per class"
-            )
+    start_decoder(decoder_for(config), DecoderContext(config, tuple(outputs), input_size))

@@ -8,9 +8,60 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+import cv2
 import numpy as np
 
+from edge.runtime.preprocess import Geometry
+
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1)
+
+
+@dataclass(frozen=True, slots=True)
+class Keypoint:
+    """One point in source-image pixels (or model-input pixels / normalised, as boxes);
+    ``score`` is the model's visibility or confidence for it when it has one."""
+
+    x: float
+    y: float
+    score: float | None = None
+    name: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"x": _number(self.x), "y": _number(self.y)}
+        if self.score is not None:
+            data["score"] = _number(self.score)
+        if self.name:
+            data["name"] = self.name
+        return data
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mask:
+    """A segmentation: ``classes`` is an [H, W] uint8 class map in model-input pixels
+    (class 0 is the background of a single sigmoid mask), ``geometry`` maps it back onto
+    the source image (None: it covers the whole image). Not in the JSON: a sink that wants
+    the pixels reads the field (:meth:`to_source`)."""
+
+    classes: np.ndarray
+    labels: tuple[str, ...]
+    geometry: Geometry | None = None
+
+    def to_source(self) -> np.ndarray:
+        """The class map at the source image's size (nearest neighbour; letterbox margins
+        and cropped-away parts are class 0)."""
+        if self.geometry is None:
+            return self.classes
+        (cx, cy, cw, ch), (px, py, pw, ph) = self.geometry.crop, self.geometry.place
+        height, width = self.geometry.source
+        out = np.zeros((height, width), dtype=np.uint8)
+        part = np.ascontiguousarray(self.classes[py : py + ph, px : px + pw])
+        out[cy : cy + ch, cx : cx + cw] = cv2.resize(
+            part, (cw, ch), interpolation=cv2.INTER_NEAREST
+        )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.classes.shape), "labels": list(self.labels)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,22 +73,29 @@ class Detection:
     class_id: int
     score: float
     box: Box
+    keypoints: tuple[Keypoint, ...] = ()  # BlazeFace's eyes, nose ...; palm's 7 points
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "label": self.label,
             "class_id": self.class_id,
             "score": _number(self.score),
             "box": [_number(v) for v in self.box],
         }
+        if self.keypoints:
+            data["keypoints"] = [k.to_dict() for k in self.keypoints]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     """What the model said about one frame. Which fields are set depends on ``task``:
     classification fills ``top`` ((label, score) best first), detection ``detections``,
-    regression ``value``, anomaly ``value`` (the score) and ``anomaly``. ``latency_ms``
-    is filled by the pipeline: from submission to the end of postprocessing."""
+    regression ``value``, anomaly ``value`` (the score) and ``anomaly``, segmentation
+    ``mask`` and ``areas`` ((label, fraction of the image) largest first), keypoints
+    ``keypoints`` and ``presence`` (the model's score that the object is there at all,
+    where it has one). ``latency_ms`` is filled by the pipeline: from submission to the
+    end of postprocessing."""
 
     frame_seq: int
     timestamp: float
@@ -49,6 +107,10 @@ class Result:
     anomaly: bool | None = None
     latency_ms: float | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    keypoints: tuple[Keypoint, ...] = ()
+    presence: float | None = None
+    mask: Mask | None = None
+    areas: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A dict that ``json.dumps(..., allow_nan=False)`` accepts: numpy values become
@@ -64,7 +126,21 @@ class Result:
             "anomaly": self.anomaly,
             "latency_ms": _number(self.latency_ms),
             "meta": jsonable(dict(self.meta)),
+            **self._extra(),
         }
+
+    def _extra(self) -> dict[str, Any]:
+        """Segmentation and keypoint fields, only where the task makes them (so earlier
+        payload shapes are unchanged)."""
+        extra: dict[str, Any] = {}
+        if self.keypoints:
+            extra["keypoints"] = [k.to_dict() for k in self.keypoints]
+        if self.presence is not None:
+            extra["presence"] = _number(self.presence)
+        if self.mask is not None:
+            extra["mask"] = self.mask.to_dict()
+            extra["areas"] = {label: _number(fraction) for label, fraction in self.areas}
+        return extra
 
 
 def _number(value: float | None) -> float | None:

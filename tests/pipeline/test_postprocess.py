@@ -259,7 +259,7 @@ def test_config_from_yaml_like_data_and_its_errors() -> None:
         ({"task": "classification", "anomaly_threshold": 0.5}, "task 'anomaly' only"),
         ({"task": "classification", "labels": []}, "empty list"),
         ({"task": "detection_ssd", "input_size": [0, 3]}, "input_size"),
-        ({"task": "segmentation"}, "task"),
+        ({"task": "segmenting"}, "task"),
     ]:
         with pytest.raises(ValidationError, match=message):
             PostprocessConfig.model_validate(bad)
