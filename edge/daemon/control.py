@@ -38,6 +38,7 @@ from edge.postprocess.config import PostprocessConfig
 from edge.postprocess.factory import Postprocess
 from edge.postprocess.results import Result
 from edge.runtime import ModelRunner, load_model
+from edge.runtime.preprocess import spec_for_input
 from edge.sources.frames import Frame
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,39 @@ class Observer(Protocol):
     def close(self) -> None: ...
 
 
+class DecodeStats:
+    """How decoding went: items decoded and failed, the failures in a row, the latest
+    failure and the latest warning a decoder gave (health and telemetry read these).
+    Written by the inference thread only; readers take a snapshot."""
+
+    def __init__(self) -> None:
+        self.decoded = 0
+        self.failed = 0
+        self.failed_in_a_row = 0
+        self.last_error: str | None = None
+        self.warning: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "decoded": self.decoded,
+            "failed": self.failed,
+            "failed_in_a_row": self.failed_in_a_row,
+            "last_error": self.last_error,
+            "warning": self.warning,
+        }
+
+
 class LivePostprocess:
-    """Calls the current postprocess; ``swap`` replaces it from the next item on."""
+    """Calls the current postprocess; ``swap`` replaces it from the next item on. Counts
+    what decoded and what raised (``stats``); a raise still reaches the pipeline, which
+    counts the frame as an error."""
 
     def __init__(self, postprocess: Postprocess, observers: Sequence[Observer] = ()) -> None:
         self._current = postprocess
         self.observers = tuple(observers)
         self.last_frame: Frame | None = None  # a reference to the newest frame, not a copy
         self.last_result: Result | None = None
+        self.stats = DecodeStats()
 
     def swap(self, postprocess: Postprocess) -> None:
         self._current = postprocess  # one attribute store: atomic for the inference thread
@@ -82,7 +108,19 @@ class LivePostprocess:
     def __call__(
         self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray
     ) -> Result:
-        result = self._current(outputs, frame, model_input)
+        stats = self.stats
+        try:
+            result = self._current(outputs, frame, model_input)
+        except Exception as exc:
+            stats.failed += 1
+            stats.failed_in_a_row += 1
+            stats.last_error = f"frame {frame.seq}: {type(exc).__name__}: {exc}"
+            raise
+        stats.decoded += 1
+        stats.failed_in_a_row = 0
+        warning = getattr(self._current, "warning", None)  # edge.postprocess.factory's
+        if warning is not None:
+            stats.warning = str(warning)
         self.last_frame, self.last_result = frame, result
         for observer in self.observers:
             observer.observe(outputs, frame, model_input, result)
@@ -202,7 +240,11 @@ def load_model_for(config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
         require_full_delegation=runtime.require_full_delegation,
         backend=runtime.backend,
     )
-    check_outputs(spec.postprocess, runner.outputs)
+    check_outputs(
+        spec.postprocess,
+        runner.outputs,
+        spec_for_input(runner.inputs[0].shape, spec.preprocess),
+    )
     return spec, runner
 
 
@@ -274,6 +316,7 @@ def install_signal_handlers(daemon: Controlled) -> None:
 
 __all__ = [
     "ControlError",
+    "DecodeStats",
     "FirstResult",
     "LivePostprocess",
     "check_bundle_path",

@@ -133,6 +133,7 @@ class Daemon:
         post = LivePostprocess(self._postprocess(spec, runner, self._live), self.observers)
         if self._post is not None:
             post.last_frame, post.last_result = self._post.last_frame, self._post.last_result
+            post.stats = self._post.stats  # counted across restarts, like the metrics
         self._post = post
         return Pipeline(
             runner,
@@ -150,7 +151,12 @@ class Daemon:
     ) -> Callable[..., Any]:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
         config = live_postprocess_config(spec.postprocess, live) if live else spec.postprocess
-        return make_postprocess(config, geometry_for=frame_geometry(spec.preprocess, size))
+        return make_postprocess(
+            config,
+            geometry_for=frame_geometry(spec.preprocess, size),
+            outputs=runner.outputs,
+            input_size=size,
+        )
 
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)
@@ -171,6 +177,10 @@ class Daemon:
                 raise
         if self.mqtt is not None:
             self.mqtt.start()
+        decoder = self._spec.postprocess.decoder_name
+        self.status(f"decoder {decoder}: {self._spec.decoder_reason or 'the task default'}")
+        for warning in self._spec.warnings:
+            self.status(f"warning: {warning}")
         self.status(
             f"running {self._spec.name} {self._spec.version} on "
             f"{self._runner.delegate} ({self._runner.backend.name} "
@@ -199,6 +209,7 @@ class Daemon:
             "model": spec.to_dict() if spec is not None else None,
             "runtime": runner.describe() if runner is not None else None,
             "postprocess": settings,
+            "decoding": self._post.stats.snapshot() if self._post is not None else None,
             "running": self._running,
         }
 
@@ -421,5 +432,13 @@ class Daemon:
         error = self._pipeline.error
         if error is not None:
             log.error("stopped on an error: %s", error)
+            return 1
+        stats = self._post.stats if self._post is not None else None
+        if stats is not None and stats.failed and not stats.decoded:
+            log.error(
+                "every frame (%d) failed postprocessing; the latest: %s",
+                stats.failed,
+                stats.last_error,
+            )
             return 1
         return 0 if clean else 1

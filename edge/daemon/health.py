@@ -4,8 +4,12 @@ The rules (``health:`` in edge.yaml sets the numbers; docs/monitoring.md):
 
 failing
     the pipeline is not running; the source ended or failed; no result came out for
-    ``stalled_after_s`` while the source runs.
+    ``stalled_after_s`` while the source runs; postprocessing failed for every frame so
+    far, or for the last :data:`DECODE_FAILING_IN_A_ROW` in a row.
 degraded
+    the model's warnings (outputs no decoder reads, a "class vector" too long to be
+    one: edge.postprocess.recognise); a decoder's warning about what it decoded (scores
+    outside [0, 1]); postprocessing failed for some frames in the last minute;
     the source is retrying; the broker has been away longer than ``broker_grace_s``;
     the spool is fuller than ``spool_filling`` of its ``max_bytes`` or lost events
     recently; the delegate chain fell back (the delegate wanted and why it failed);
@@ -29,6 +33,7 @@ from edge.mqtt.schemas import Health
 from edge.mqtt.telemetry import ProcessStats
 
 LOSS_MEMORY_S = 60.0  # the spool counts as dropping for this long after its last loss
+DECODE_FAILING_IN_A_ROW = 10  # postprocess failures in a row that make health failing
 MB = 2**20
 
 
@@ -111,6 +116,8 @@ class HealthCheck:
         self._lost: int | None = None  # the spool's dropped + rejected when last seen
         self._lost_at: float | None = None  # when they last grew
         self._lost_base = 0  # the count before the current run of losses
+        self._decode_failed: int | None = None  # postprocess failures when last seen
+        self._decode_failed_at: float | None = None  # when they last grew
 
     def evaluate(self, daemon: HealthView, settings: HealthSettings | None = None) -> Health:
         """The daemon's health now; ``settings`` default to ``daemon.config.health``
@@ -143,6 +150,8 @@ class HealthCheck:
             reasons.append(f"source ({source}) ended: no more frames will come")
         elif state == "failed":
             reasons.append(f"source ({source}) failed; the daemon's log says why")
+        if decoding := decode_failing(described.get("decoding")):
+            reasons.append(decoding)
         stalled = self._stalled_for(daemon, now, running=state == "running")
         if stalled is not None and stalled > rules.stalled_after_s:
             reasons.append(
@@ -198,6 +207,28 @@ class HealthCheck:
             )
         if drift := drift_reason(daemon.monitoring(), config.drift.threshold):
             reasons.append(drift)
+        reasons += self._decoding(described, now)
+        return reasons
+
+    def _decoding(self, described: Mapping[str, Any], now: float) -> list[str]:
+        """The model's start-up warnings, the decoder's latest warning, failures lately."""
+        model = described.get("model") or {}
+        reasons = [f"model: {w}" for w in model.get("warnings") or []]
+        decoding = described.get("decoding") or {}
+        if decoding.get("warning"):
+            reasons.append(f"decoder {model.get('decoder')}: {decoding['warning']}")
+        failed = int(decoding.get("failed") or 0)
+        if self._decode_failed is not None and failed > self._decode_failed:
+            self._decode_failed_at = now
+        self._decode_failed = failed
+        if (
+            self._decode_failed_at is not None
+            and now - self._decode_failed_at <= self._loss_memory_s
+        ):
+            reasons.append(
+                f"postprocessing failed for {failed} frame(s) so far, the latest "
+                f"{now - self._decode_failed_at:.0f} s ago: {decoding.get('last_error')}"
+            )
         return reasons
 
     @staticmethod
@@ -255,6 +286,20 @@ def fell_back_reason(runtime: Mapping[str, Any]) -> str:
     return f"delegate fell back from {wanted} to {runtime.get('delegate')}{why}"
 
 
+def decode_failing(decoding: Mapping[str, Any] | None) -> str | None:
+    """One line when postprocessing fails every frame (none decoded yet, or the last
+    DECODE_FAILING_IN_A_ROW in a row), with the latest error; None otherwise."""
+    if not decoding or not decoding.get("failed"):
+        return None
+    in_a_row = int(decoding.get("failed_in_a_row") or 0)
+    if decoding.get("decoded") and in_a_row < DECODE_FAILING_IN_A_ROW:
+        return None
+    return (
+        f"postprocessing failed for every frame ({in_a_row} in a row, "
+        f"{decoding.get('decoded', 0)} decoded in all): {decoding.get('last_error')}"
+    )
+
+
 def drift_reason(monitoring: Mapping[str, Any], threshold: float) -> str | None:
     """One line naming every statistic ``monitoring["drift_high"]`` lists, with its PSI."""
     high = monitoring.get("drift_high") or []
@@ -272,6 +317,7 @@ __all__ = [
     "BrokerLink",
     "HealthCheck",
     "HealthView",
+    "decode_failing",
     "drift_reason",
     "fell_back_reason",
 ]

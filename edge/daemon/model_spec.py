@@ -3,18 +3,24 @@
 It comes from an installed bundle (``current``), a bundle folder (manifest.json beside
 the model), or a plain ``.tflite`` with an optional sidecar ``<model>.yaml``::
 
-    task: classification          # or detection_ssd, detection_yolo, regression, anomaly
+    task: classification          # detection, segmentation, keypoints, regression, anomaly
     labels: [zero, one, ...]      # or labels_file: labels.txt (relative to the sidecar)
     preprocess: {color: gray, input_range: [0, 1]}
-    postprocess: {top_k: 3, threshold: 0.2}
+    postprocess: {top_k: 3, threshold: 0.2}   # detection: {decoder: ssd_anchors, ...}
 
-Without a sidecar the model's input decides: gray for one channel, RGB for three, pixels
-scaled to [0, 1], classification with class numbers as labels.
+Without a sidecar (or one without ``task``) the decoder is recognised from the output
+signature where that is unambiguous (edge.postprocess.recognise; the reason is logged and
+kept in ``decoder_reason``), and the daemon refuses to start, naming the sidecar keys to
+set, where it is not. The input decides the rest: gray for one channel, RGB for three,
+pixels scaled to [0, 1] (or what the recognised model family expects). What looks wrong
+without stopping the daemon (outputs left unused, a "class vector" of 14,336 values) is
+in ``warnings``: logged, in ``info``, /healthz (degraded) and ``edge doctor``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +32,11 @@ from edge.common.validation import describe_errors
 from edge.errors import ConfigError, ModelError
 from edge.monitor.reference import ReferenceStats
 from edge.postprocess.config import PostprocessConfig
-from edge.runtime.model_info import read_model_info
+from edge.postprocess.recognise import Recognition, recognise, start_warnings
+from edge.runtime.model_info import ModelInfo, read_model_info
 from edge.runtime.preprocess import PreprocessSpec, parse_spec
 
+log = logging.getLogger(__name__)
 SIDECAR_KEYS = {"task", "labels", "labels_file", "preprocess", "postprocess"}
 
 
@@ -42,6 +50,8 @@ class ModelSpec:
     postprocess: PostprocessConfig
     origin: str  # "bundle <folder>" or "model <file>"
     reference: ReferenceStats | None = None  # the bundle's drift reference (manifest monitoring)
+    decoder_reason: str = ""  # why this decoder: the sidecar, the manifest, or recognised
+    warnings: tuple[str, ...] = ()  # what looks wrong without stopping the daemon
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +61,9 @@ class ModelSpec:
             "sha256": self.sha256,
             "task": self.postprocess.task,
             "origin": self.origin,
+            "decoder": self.postprocess.decoder_name,
+            "decoder_reason": self.decoder_reason,
+            "warnings": list(self.warnings),
         }
 
 
@@ -72,10 +85,50 @@ def _postprocess(data: dict[str, Any], origin: str) -> PostprocessConfig:
         raise ConfigError(f"{origin}: postprocess: {describe_errors(exc)}") from exc
 
 
-def _default_preprocess(model: Path) -> PreprocessSpec:
-    shape = read_model_info(model).inputs[0].shape
+def _default_preprocess(info: ModelInfo, hint: dict[str, Any] | None = None) -> PreprocessSpec:
+    shape = info.inputs[0].shape
     channels = shape[-1] if len(shape) == 4 else 1
-    return PreprocessSpec(color="gray" if channels == 1 else "rgb")
+    color = "gray" if channels == 1 else "rgb"
+    return PreprocessSpec.model_validate({"color": color, **(hint or {})})
+
+
+def _input_size(info: ModelInfo) -> tuple[int, int] | None:
+    shape = info.inputs[0].shape
+    return (int(shape[1]), int(shape[2])) if len(shape) == 4 and min(shape[1:3]) > 0 else None
+
+
+def _needs_recognition(data: dict[str, Any]) -> bool:
+    """No task, or a detection task without its decoder."""
+    post = data.get("postprocess") or {}
+    if "task" not in data:
+        return True
+    return data["task"] == "detection" and "decoder" not in post and "ssd_anchors" not in post
+
+
+def _recognised(info: ModelInfo, data: dict[str, Any], where: str) -> Recognition:
+    try:
+        found = recognise([t.shape for t in info.outputs], _input_size(info))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    task = data.get("task")
+    if task is not None and task != found.postprocess["task"]:
+        raise ConfigError(
+            f"{where}: task {task} names no decoder, and the outputs look like "
+            f"{found.postprocess['task']} ({found.reason}); set postprocess.decoder"
+        )
+    return found
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` on top, nested mappings merged (a sidecar's threshold
+    beside a recognised decoder's settings)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _from_model(
@@ -97,20 +150,48 @@ def _from_model(
     labels = data.get("labels")
     if "labels_file" in data:
         labels = _labels_file(sidecar.parent / str(data["labels_file"]))
+    info = read_model_info(model)
+    found: Recognition | None = None
+    if override_post is not None:
+        reason = f"the config's postprocess (task {override_post.task})"
+    elif _needs_recognition(data):
+        where = str(sidecar) if sidecar.is_file() else f"{model} (no sidecar {sidecar.name})"
+        found = _recognised(info, data, where)
+        reason = f"recognised from the outputs: {found.reason}"
+        log.info("%s: decoder %s, %s", model.name, _decoder(found.postprocess), reason)
+    else:
+        reason = f"the sidecar {sidecar} (task {data['task']})"
     preprocess = override_pre or (
         parse_spec(data["preprocess"], source=f"{sidecar} preprocess")
         if "preprocess" in data
-        else _default_preprocess(model)
+        else _default_preprocess(info, found.preprocess if found else None)
     )
-    post = {
-        "task": data.get("task", "classification"),
-        "labels": labels,
-        **(data.get("postprocess") or {}),
-    }
+    base = found.postprocess if found else {"task": data.get("task")}
+    post = _merge(
+        {**base, "labels": labels if labels is not None else base.get("labels")},
+        data.get("postprocess") or {},
+    )
     postprocess = override_post or _postprocess(post, str(sidecar))
-    return ModelSpec(
-        model.stem, "0", model, _sha256(model), preprocess, postprocess, f"model {model}"
+    warnings = start_warnings(
+        postprocess, [t.shape for t in info.outputs], found.explained if found else frozenset()
     )
+    for warning in warnings:
+        log.warning("%s: %s", model.name, warning)
+    return ModelSpec(
+        model.stem,
+        "0",
+        model,
+        _sha256(model),
+        preprocess,
+        postprocess,
+        f"model {model}",
+        decoder_reason=reason,
+        warnings=tuple(warnings),
+    )
+
+
+def _decoder(post: dict[str, Any]) -> str:
+    return str(post.get("decoder") or post.get("task"))
 
 
 def _from_bundle(
@@ -131,6 +212,14 @@ def _from_bundle(
     postprocess = override_post or _postprocess(
         {**post, "task": manifest.task, "labels": labels}, str(manifest_path)
     )
+    reason = (
+        f"the config's postprocess (task {override_post.task})"
+        if override_post is not None
+        else f"the bundle's manifest (task {manifest.task})"
+    )
+    warnings = start_warnings(postprocess, [t.shape for t in read_model_info(model).outputs])
+    for warning in warnings:
+        log.warning("%s: %s", model.name, warning)
     return ModelSpec(
         manifest.name,
         str(manifest.version),
@@ -140,6 +229,8 @@ def _from_bundle(
         postprocess,
         f"bundle {folder}",
         manifest.monitoring,
+        decoder_reason=reason,
+        warnings=tuple(warnings),
     )
 
 

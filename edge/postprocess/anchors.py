@@ -124,6 +124,7 @@ class Preset:
     min_score: float
     input_range: tuple[float, float]  # the float range the graph's ImageToTensor writes
     keypoint_names: tuple[str, ...]
+    label: str  # what the one class is
 
     @property
     def coords(self) -> int:
@@ -154,13 +155,13 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("face_detection_short_range", _options(128, (8, 16, 16, 16), 1.0), 896, 6, 0.5,
-               (-1.0, 1.0), _FACE),
+               (-1.0, 1.0), _FACE, "face"),
         Preset("face_detection_full_range", _options(192, (4,), 0.0), 2304, 6, 0.6,
-               (-1.0, 1.0), _FACE),
+               (-1.0, 1.0), _FACE, "face"),
         Preset("palm_detection", _options(192, (8, 16, 16, 16), 1.0), 2016, 7, 0.5,
-               (0.0, 1.0), _PALM),
+               (0.0, 1.0), _PALM, "palm"),
         Preset("pose_detection", _options(224, (8, 16, 32, 32, 32), 1.0), 2254, 4, 0.5,
-               (-1.0, 1.0), _POSE),
+               (-1.0, 1.0), _POSE, "person"),
     )
 }  # fmt: skip
 
