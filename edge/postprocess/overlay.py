@@ -1,7 +1,9 @@
 """What the model said, drawn on the frame it said it about (/snapshot.jpg, MQTT snapshot).
 
-- :func:`draw_result`: a BGR copy of an image with detection boxes (label and score) or
-  a caption (the top label and score; the anomaly score; the regression value);
+- :func:`draw_result`: a BGR copy of an image with detection boxes (label and score, and
+  their keypoints), a segmentation mask blended over it (with the largest class's
+  share), keypoints, or a caption (the top label and score; the anomaly score; the
+  regression value);
 - :func:`latest`: the newest frame and the result made from it, read consistently from
   a running daemon;
 - :func:`snapshot_jpeg`: both drawn and encoded as JPEG.
@@ -17,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.postprocess.results import Box, Detection, Result
+from edge.postprocess.results import Box, Detection, Keypoint, Mask, Result
 from edge.sources.frames import Frame
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -37,6 +39,7 @@ WHITE = (255, 255, 255)
 ANOMALY = (40, 40, 255)
 NORMAL = (80, 220, 60)
 READ_TRIES = 3
+MASK_ALPHA = 0.45  # how much of a class's colour a masked pixel takes
 
 
 class SnapshotError(EdgeError):
@@ -103,6 +106,31 @@ def _detections(image: np.ndarray, detections: tuple[Detection, ...]) -> None:
         (_, text_h), baseline = cv2.getTextSize(text, FONT, _sizes(image)[0], thickness)
         above = y0 - text_h - baseline - 2 * (thickness + 1)
         _label(image, text, (x0, above if above >= 0 else y0), colour)
+        _points(image, det.keypoints, colour)
+
+
+def _points(image: np.ndarray, points: tuple[Keypoint, ...], colour: tuple[int, int, int]) -> None:
+    """A dot per keypoint (normalised points scaled to the image, as boxes are)."""
+    height, width = image.shape[:2]
+    radius = max(1, round(min(height, width) / 200))
+    for point in points:
+        x, y, _, _ = _pixels((point.x, point.y, point.x, point.y), width, height)
+        cv2.circle(image, (x, y), radius, colour, cv2.FILLED, cv2.LINE_AA)
+
+
+def _mask(image: np.ndarray, mask: Mask) -> None:
+    """Each class but 0 (background) blended over the image in its palette colour."""
+    classes = mask.to_source()
+    if classes.shape != image.shape[:2]:
+        classes = cv2.resize(
+            classes, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+    colours = np.array([(0, 0, 0), *PALETTE], dtype=np.uint8)
+    index = np.where(classes == 0, 0, (classes - 1) % len(PALETTE) + 1)
+    tint = colours[index]
+    where = classes != 0
+    blended = cv2.addWeighted(image, 1.0 - MASK_ALPHA, tint, MASK_ALPHA, 0.0)
+    image[where] = blended[where]
 
 
 def caption(result: Result) -> tuple[str, tuple[int, int, int]] | None:
@@ -110,6 +138,13 @@ def caption(result: Result) -> tuple[str, tuple[int, int, int]] | None:
     there is nothing to say (a detection result, an empty one)."""
     if result.detections or result.task == "detection":
         return None
+    if result.mask is not None and result.areas:
+        named = [(label, share) for label, share in result.areas if label != "background"]
+        label, share = (named or list(result.areas))[0]
+        return f"{label} {100 * share:.0f}%", CAPTION_BG
+    if result.keypoints:
+        presence = "" if result.presence is None else f" presence {result.presence:.2f}"
+        return f"{len(result.keypoints)} points{presence}", CAPTION_BG
     if result.anomaly is not None:
         shown = "" if result.value is None else f" {result.value:.4g}"
         if result.anomaly:
@@ -129,6 +164,10 @@ def draw_result(image: np.ndarray, result: Result | None) -> np.ndarray:
     canvas = as_bgr(image)
     if result is None:
         return canvas
+    if result.mask is not None:
+        _mask(canvas, result.mask)
+    if result.keypoints:
+        _points(canvas, result.keypoints, PALETTE[0])
     if result.detections:
         _detections(canvas, result.detections)
     elif (found := caption(result)) is not None:
