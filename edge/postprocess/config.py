@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge.postprocess.anchors import PRESETS, AnchorOptions, PresetName
+from edge.postprocess.decoders.anchors import PRESETS, AnchorOptions, PresetName
 
 Task = Literal[
     "classification",
@@ -37,7 +37,7 @@ class SsdAnchorsSettings(BaseModel):
     """The ``ssd_anchors`` decoder (raw box regressors [1, N, 4 + 2k] and scores [1, N, C],
     as MediaPipe and TF Object Detection export them without the postprocess op).
 
-    ``preset`` names a MediaPipe detector (edge.postprocess.anchors.PRESETS), or
+    ``preset`` names a MediaPipe detector (edge.postprocess.decoders.anchors.PRESETS), or
     ``anchors`` gives SsdAnchorsCalculatorOptions. ``box_scale`` is (x, y, w, h) as in
     TensorsToDetectionsCalculator (default: the anchor input size, MediaPipe's choice;
     TF-OD uses 10, 10, 5, 5 with ``box_order: yxhw`` and ``exp_box_size: true``).

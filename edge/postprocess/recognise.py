@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.errors import ConfigError
-from edge.postprocess.anchors import presets_for
 from edge.postprocess.config import PostprocessConfig
+from edge.postprocess.decoders.anchors import presets_for
 
 MAX_CLASSES = 5000  # more values than this in one output is not a class vector
 Shape = tuple[int, ...]

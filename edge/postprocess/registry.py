@@ -13,7 +13,7 @@ The entry point is a :class:`DecoderFactory`: called once at start with a
 descriptions, the model input size), it checks that the outputs fit (raising
 :class:`~edge.errors.ConfigError` with what to change when they do not) and returns a
 :class:`Decode`: called per item with the outputs (batch axis removed, dequantized), the
-frame's :class:`~edge.preprocess.Geometry` (maps model-input pixels to source pixels;
+frame's :class:`~edge.runtime.preprocess.Geometry` (maps model-input pixels to source pixels;
 None when unknown) and the model input, it returns a :data:`Decoded` mapping.
 
 A plugin that fails to import or whose factory raises stops the daemon at start with
@@ -43,14 +43,14 @@ GROUP = "edge.decoders"
 # The built-in decoders, as pyproject.toml declares them. Used where the installed
 # metadata lacks them (a source checkout run without `pip install -e .` again).
 BUILTIN: dict[str, str] = {
-    "classification": "edge.postprocess.builtin:classification",
-    "ssd_postprocess": "edge.postprocess.builtin:ssd_postprocess",
-    "ssd_anchors": "edge.postprocess.builtin:ssd_anchors",
-    "yolo": "edge.postprocess.builtin:yolo",
-    "segmentation": "edge.postprocess.builtin:segmentation",
-    "keypoints": "edge.postprocess.builtin:keypoints",
-    "regression": "edge.postprocess.builtin:regression",
-    "anomaly": "edge.postprocess.builtin:anomaly",
+    "classification": "edge.postprocess.decoders.builtin:classification",
+    "ssd_postprocess": "edge.postprocess.decoders.builtin:ssd_postprocess",
+    "ssd_anchors": "edge.postprocess.decoders.builtin:ssd_anchors",
+    "yolo": "edge.postprocess.decoders.builtin:yolo",
+    "segmentation": "edge.postprocess.decoders.builtin:segmentation",
+    "keypoints": "edge.postprocess.decoders.builtin:keypoints",
+    "regression": "edge.postprocess.decoders.builtin:regression",
+    "anomaly": "edge.postprocess.decoders.builtin:anomaly",
 }
 
 

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.postprocess.anchors import PRESETS, generate_anchors
 from edge.postprocess.config import PostprocessConfig
+from edge.postprocess.decoders.anchors import PRESETS, generate_anchors
+from edge.postprocess.decoders.keypoints import decode_keypoints, presence_score
+from edge.postprocess.decoders.segmentation import decode_segmentation
+from edge.postprocess.decoders.ssd_anchors import BoxCoder, decode_ssd_anchors
 from edge.postprocess.detection import decode_ssd, decode_yolo
-from edge.postprocess.keypoints import decode_keypoints, presence_score
 from edge.postprocess.registry import Decode, Decoded, DecoderContext
 from edge.postprocess.scores import anomaly_score, classify, regression_value
-from edge.postprocess.segmentation import decode_segmentation
-from edge.postprocess.ssd_anchors import BoxCoder, decode_ssd_anchors
 from edge.runtime.preprocess import Geometry
 
 MAX_CLASSES = 5000  # more "classes" than this is not a class vector (docs/decoders.md)

@@ -3,7 +3,7 @@ sigmoid scores, keypoints and (weighted) NMS, as MediaPipe's
 TensorsToDetectionsCalculator and NonMaxSuppressionCalculator do it.
 
 Inputs are one item's raw regressors [N, 4 + 2k] (a leading batch axis of 1 is
-accepted) and scores [N, C]; anchors come from :mod:`edge.postprocess.anchors`.
+accepted) and scores [N, C]; anchors come from :mod:`edge.postprocess.decoders.anchors`.
 """
 
 from __future__ import annotations
