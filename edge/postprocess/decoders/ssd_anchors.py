@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.errors import InputError
+from edge.postprocess.decoders.keypoints import map_points
 from edge.postprocess.detection import box_iou, nms
 from edge.postprocess.results import Detection, Keypoint
 from edge.postprocess.scores import label_for
@@ -102,7 +103,7 @@ def weighted_nms(
     k = keypoints.shape[1] if keypoints.ndim == 3 else 0
     return (
         np.asarray(out_boxes, dtype=np.float64).reshape(-1, 4),
-        np.asarray(out_points, dtype=np.float64).reshape(-1, k, 2),
+        np.asarray(out_points, dtype=np.float64).reshape(len(out_points), k, 2),
         np.asarray(out_best, dtype=np.int64),
     )
 
@@ -168,9 +169,8 @@ def _detection(
 ) -> Detection:
     x0, y0, x1, y1 = (float(v) for v in box)
     mapped = geometry.to_source((x0, y0, x1, y1)) if geometry is not None else (x0, y0, x1, y1)
-    keypoints = []
-    for i, (x, y) in enumerate(points.tolist()):
-        if geometry is not None:
-            x, y = geometry.to_source((x, y, x, y))[:2]
-        keypoints.append(Keypoint(x, y, None, names[i] if i < len(names) else ""))
-    return Detection(label_for(class_id, labels), class_id, score, mapped, tuple(keypoints))
+    keypoints = tuple(
+        Keypoint(x, y, None, names[i] if i < len(names) else "")
+        for i, (x, y) in enumerate(map_points(points, geometry).tolist())
+    )
+    return Detection(label_for(class_id, labels), class_id, score, mapped, keypoints)
