@@ -145,4 +145,19 @@ def check_bundle(ctx: DoctorContext) -> list[Finding]:
                     "install it again (edge install BUNDLE.tar.gz --force), or edge rollback",
                 )
             ]
-    return [Finding("bundle", "ok", f"bundle: {config.bundle}: {what}, {spec.model_path.name}")]
+    found = [Finding("bundle", "ok", f"bundle: {config.bundle}: {what}, {spec.model_path.name}")]
+    return found + decoder_findings(spec.postprocess.decoder_name, spec.warnings)
+
+
+def decoder_findings(decoder: str | None, warnings: tuple[str, ...]) -> list[Finding]:
+    """One warning per thing the model spec found wrong about its decoder (outputs left
+    unused, a class vector too long to be one: edge.postprocess.recognise)."""
+    return [
+        Finding(
+            "decoder" if i == 0 else f"decoder.{i}",
+            "warning",
+            f"decoder {decoder}: {warning}",
+            "set task and postprocess.decoder in the model's sidecar (docs/decoders.md)",
+        )
+        for i, warning in enumerate(warnings)
+    ]

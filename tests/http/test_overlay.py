@@ -141,3 +141,23 @@ def test_the_mqtt_snapshot_command_draws_the_overlay_too(tmp_path: Path) -> None
     decoded = cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR)
     assert decoded is not None
     assert np.abs(decoded.astype(int) - daemon.frame.data.astype(int)).mean() < 4
+
+
+def test_a_mask_is_blended_over_its_pixels_and_keypoints_are_dots() -> None:
+    from edge.postprocess.decoders.segmentation import decode_segmentation
+    from edge.postprocess.results import Keypoint
+    from edge.runtime.preprocess import letterbox
+
+    raw = image()  # 240 x 320, letterboxed into an 8 x 8 input: rows 1-6 show it
+    geometry = letterbox((240, 320), (8, 8))
+    scores = np.zeros((8, 8, 1), np.float32)
+    scores[:, 4:, 0] = 1.0  # the right half is foreground
+    mask, areas, _ = decode_segmentation(scores, geometry=geometry)
+    points = (Keypoint(60.0, 180.0, 0.9, "nose"),)
+    drawn = draw_result(raw, result(task="segmentation", mask=mask, areas=areas, keypoints=points))
+    assert np.all(raw == image())
+    tinted = changed(raw, drawn)
+    assert tinted[100:, 170:].all()  # below the caption, the right half is tinted
+    assert not tinted[100:170, :150].any()  # the left half is not, but for the dot
+    assert tinted[180, 60]  # the keypoint
+    assert dict(areas) == {"foreground": 0.5, "background": 0.5}

@@ -177,3 +177,52 @@ def test_a_decoder_failing_every_frame_turns_health_failing_and_the_run_exits_1(
     run = edge("run", model, "--source", images, "--sink", "log", "--threads", "1")
     assert run.returncode == 1
     assert "every frame (2) failed postprocessing" in run.stderr
+
+
+def test_doctor_and_info_carry_the_start_up_warnings(tmp_path: Path, images: Path) -> None:
+    from edge.doctor import DoctorContext
+    from edge.doctor.system import check_bundle
+    from edge.mqtt.telemetry import info_payload
+
+    model = loose("face_detection_short_range", tmp_path / "m", {"task": "classification"})
+    config = parse_config({"bundle": str(model), "install_root": str(tmp_path / "state")},
+                          origin="test")  # fmt: skip
+    ok, first, second = check_bundle(DoctorContext(config=config))
+    assert ok.severity == "ok" and (first.severity, second.severity) == ("warning", "warning")
+    assert first.id == "decoder" and "leaves 1 [1, 896, 1] unused" in first.finding
+    assert "14336 'classes'" in second.finding and "sidecar" in second.fix
+    daemon = _daemon(tmp_path, model, images)
+    daemon.start()
+    try:
+        model_info = info_payload(daemon, 0).model
+    finally:
+        daemon.stop()
+    assert model_info is not None and model_info["decoder"] == "classification"
+    assert len(model_info["warnings"]) == 2
+    assert model_info["decoder_reason"].startswith("the sidecar")
+
+
+def test_the_snapshot_shows_the_selfie_mask(
+    tmp_path: Path, images: Path, photo: np.ndarray
+) -> None:
+    import urllib.request
+
+    model = loose("selfie_segmentation", tmp_path / "m")
+    daemon = _daemon(tmp_path, model, images)
+    daemon.start()
+    try:
+        _until(lambda: (daemon.last_result() is not None
+                        and daemon.last_result().mask is not None))  # type: ignore[union-attr]  # fmt: skip
+        result = daemon.last_result()
+        assert daemon.http is not None and result is not None and result.mask is not None
+        with urllib.request.urlopen(daemon.http.url + "snapshot.jpg", timeout=10) as reply:
+            jpeg = reply.read()
+    finally:
+        daemon.stop()
+    drawn = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == photo.shape
+    foreground = result.mask.to_source() == 1
+    moved = np.abs(drawn.astype(int) - photo.astype(int)).sum(axis=2) > 40
+    below = slice(40, None)  # under the caption band
+    assert moved[below][foreground[below]].mean() > 0.9  # the mask is drawn where it is
+    assert moved[below][~foreground[below]].mean() < 0.1
