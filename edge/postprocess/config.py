@@ -31,6 +31,7 @@ DEFAULT_DECODER: dict[str, str] = {
     "anomaly": "anomaly",
 }
 KIND = {"detection_ssd": "detection", "detection_yolo": "detection"}  # legacy task -> task
+PRESET_IOU = 0.3  # min_suppression_threshold of the MediaPipe detector graphs
 
 
 class SsdAnchorsSettings(BaseModel):
@@ -140,12 +141,15 @@ class PostprocessConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _preset_threshold(cls, data: Any) -> Any:
-        """A MediaPipe preset brings its graph's score threshold unless one is given."""
-        if isinstance(data, dict) and "threshold" not in data:
-            anchors = data.get("ssd_anchors")
-            preset = anchors.get("preset") if isinstance(anchors, dict) else None
-            if isinstance(preset, str) and preset in PRESETS:
-                return {**data, "threshold": PRESETS[preset].min_score}
+        """A MediaPipe preset brings its graph's score threshold and NMS overlap (0.3 in
+        every one of them) where the config gives none."""
+        if not isinstance(data, dict):
+            return data
+        anchors = data.get("ssd_anchors")
+        preset = anchors.get("preset") if isinstance(anchors, dict) else None
+        if isinstance(preset, str) and preset in PRESETS:
+            defaults = {"threshold": PRESETS[preset].min_score, "iou_threshold": PRESET_IOU}
+            return {**defaults, **data}
         return data
 
     @property

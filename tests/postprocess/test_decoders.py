@@ -175,3 +175,22 @@ def test_keypoints_normalised_with_visibility_and_presence() -> None:
     assert result.to_dict()["keypoints"][0] == {"x": 10.0, "y": 5.0, "score": 0.5, "name": "nose"}
     with pytest.raises(ConfigError, match="not a whole number of points"):
         make_postprocess(config, outputs=[_io((1, 9)), _io((1, 1))])
+
+
+def test_a_preset_brings_its_thresholds_and_live_settings_keep_the_decoder() -> None:
+    from edge.daemon.control import live_postprocess_config
+
+    preset = {"task": "detection", "ssd_anchors": {"preset": "face_detection_full_range"}}
+    config = PostprocessConfig.model_validate(preset)
+    assert (config.threshold, config.iou_threshold, config.decoder_name) == (
+        0.6,
+        0.3,
+        "ssd_anchors",
+    )
+    assert PostprocessConfig.model_validate({**preset, "threshold": 0.2}).threshold == 0.2
+    live = live_postprocess_config(config, {"threshold": 0.8})
+    assert live.threshold == 0.8 and live.ssd_anchors == config.ssd_anchors
+    with pytest.raises(ValueError, match="give one of preset"):
+        PostprocessConfig.model_validate({"task": "detection", "ssd_anchors": {}})
+    with pytest.raises(ConfigError, match=r"needs postprocess\.decoder"):
+        make_postprocess(PostprocessConfig(task="detection"))
