@@ -32,7 +32,7 @@ from edge.common.validation import describe_errors
 from edge.errors import ConfigError, ModelError
 from edge.monitor.reference import ReferenceStats
 from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.recognise import Recognition, recognise, start_warnings
+from edge.postprocess.recognise import Recognition, preprocess_hint, recognise, start_warnings
 from edge.runtime.model_info import ModelInfo, read_model_info
 from edge.runtime.preprocess import PreprocessSpec, parse_spec
 
@@ -161,17 +161,17 @@ def _from_model(
         log.info("%s: decoder %s, %s", model.name, _decoder(found.postprocess), reason)
     else:
         reason = f"the sidecar {sidecar} (task {data['task']})"
-    preprocess = override_pre or (
-        parse_spec(data["preprocess"], source=f"{sidecar} preprocess")
-        if "preprocess" in data
-        else _default_preprocess(info, found.preprocess if found else None)
-    )
     base = found.postprocess if found else {"task": data.get("task")}
     post = _merge(
         {**base, "labels": labels if labels is not None else base.get("labels")},
         data.get("postprocess") or {},
     )
     postprocess = override_post or _postprocess(post, str(sidecar))
+    preprocess = override_pre or (
+        parse_spec(data["preprocess"], source=f"{sidecar} preprocess")
+        if "preprocess" in data
+        else _default_preprocess(info, preprocess_hint(postprocess))
+    )
     warnings = start_warnings(
         postprocess, [t.shape for t in info.outputs], found.explained if found else frozenset()
     )

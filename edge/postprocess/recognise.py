@@ -23,7 +23,7 @@ from typing import Any
 
 from edge.errors import ConfigError
 from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.decoders.anchors import presets_for
+from edge.postprocess.decoders.anchors import PRESETS, presets_for
 
 MAX_CLASSES = 5000  # more values than this in one output is not a class vector
 Shape = tuple[int, ...]
@@ -58,12 +58,11 @@ LANDMARKS = (
 
 @dataclass(frozen=True)
 class Recognition:
-    """A decoder chosen from the outputs: the postprocess config data, the preprocessing
-    the model family expects (None: the default), why, and the outputs deliberately left."""
+    """A decoder chosen from the outputs: the postprocess config data, why, and the
+    outputs deliberately left (the preprocessing follows: :func:`preprocess_hint`)."""
 
     postprocess: dict[str, Any]
     reason: str
-    preprocess: dict[str, Any] | None = None
     explained: frozenset[int] = field(default_factory=frozenset)
 
 
@@ -127,7 +126,7 @@ def _ssd_anchors(shapes: list[Shape], size: tuple[int, int] | None) -> Recogniti
             "in the sidecar (docs/decoders.md)"
         )
     preset = found[0]
-    return Recognition(
+    return Recognition(  # its preprocessing follows from the preset (preprocess_hint)
         {
             "task": "detection",
             "decoder": "ssd_anchors",
@@ -137,7 +136,6 @@ def _ssd_anchors(shapes: list[Shape], size: tuple[int, int] | None) -> Recogniti
         f"{layout}: {count} anchors = MediaPipe {preset.name}'s layout at "
         f"{size[0] if size else '?'}x{size[1] if size else '?'} with {preset.keypoints} "
         "keypoints",
-        {"resize": "letterbox", "input_range": list(preset.input_range)},
     )
 
 
@@ -204,6 +202,16 @@ def _vector(shapes: list[Shape], _: tuple[int, int] | None) -> Recognition | Non
         {"task": "classification"},
         f"one output {list(shape)}: a vector of {values} class scores",
     )
+
+
+def preprocess_hint(config: PostprocessConfig) -> dict[str, Any] | None:
+    """The preprocessing a config's model family expects where it says (a MediaPipe
+    preset: letterboxed into its input range); None for the plain default."""
+    settings = config.ssd_anchors
+    if settings is not None and settings.preset is not None:
+        preset = PRESETS[settings.preset]
+        return {"resize": "letterbox", "input_range": list(preset.input_range)}
+    return None
 
 
 def used_outputs(config: PostprocessConfig, count: int) -> set[int] | None:

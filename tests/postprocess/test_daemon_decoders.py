@@ -227,3 +227,19 @@ def test_the_snapshot_shows_the_selfie_mask(
     below = slice(40, None)  # under the caption band
     assert moved[below][foreground[below]].mean() > 0.9  # the mask is drawn where it is
     assert moved[below][~foreground[below]].mean() < 0.1
+
+
+def test_a_sidecar_naming_a_preset_gets_its_preprocessing_and_threshold(
+    tmp_path: Path, photo: np.ndarray
+) -> None:
+    from edge.daemon.model_spec import resolve_model
+    from tests.postprocess.references import decode_image
+
+    preset = {"ssd_anchors": {"preset": "face_detection_short_range"}}
+    sidecar = {"task": "detection", "labels": ["a face"], "postprocess": preset}
+    model = loose("face_detection_short_range", tmp_path / "m", sidecar)
+    spec = resolve_model(model, root=tmp_path)
+    assert (spec.preprocess.resize, spec.preprocess.input_range) == ("letterbox", (-1.0, 1.0))
+    assert spec.postprocess.threshold == 0.5 and spec.decoder_reason.startswith("the sidecar")
+    (face,) = decode_image(model, photo, tmp_path).result.detections
+    assert face.label == "a face"

@@ -11,7 +11,12 @@ from edge.postprocess import PostprocessConfig, make_postprocess
 from edge.postprocess.decoders.anchors import AnchorOptions, generate_anchors
 from edge.postprocess.decoders.segmentation import decode_segmentation
 from edge.postprocess.decoders.ssd_anchors import BoxCoder, decode_boxes, decode_ssd_anchors
-from edge.postprocess.recognise import AmbiguousOutputsError, recognise, start_warnings
+from edge.postprocess.recognise import (
+    AmbiguousOutputsError,
+    preprocess_hint,
+    recognise,
+    start_warnings,
+)
 from edge.runtime.preprocess import letterbox
 from edge.runtime.tensors import IoTensor
 from edge.sources.frames import Frame
@@ -29,7 +34,8 @@ def test_the_mediapipe_signatures_are_recognised() -> None:
     for shapes, (size, preset) in cases.items():
         found = recognise(list(shapes), size)
         assert found.postprocess["ssd_anchors"] == {"preset": preset}, shapes
-        assert found.preprocess is not None and found.preprocess["resize"] == "letterbox"
+        hint = preprocess_hint(PostprocessConfig.model_validate(found.postprocess))
+        assert hint is not None and hint["resize"] == "letterbox"
     assert recognise([(1, 256, 256, 1)], (256, 256)).postprocess == {"task": "segmentation"}
     mesh = recognise([(1, 1, 1, 1404), (1, 1, 1, 1)], (192, 192)).postprocess
     assert mesh["keypoints"]["presence_sigmoid"] is True
