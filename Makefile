@@ -51,9 +51,10 @@ demo: $(DEMO)/digits.avi
 	$(PY) examples/demo.py --config examples/demo.yaml --report-every 2
 
 # Runtime overhead against the raw interpreter, the bench table for digits and MobileNetV2,
-# and the daemon against the raw and the naive loop.
-bench: $(STAMP)
+# the daemon against the raw and the naive loop, and the third-party models through the decoders.
+bench: $(STAMP) thirdparty
 	$(PY) -m tests.benchmarks.runtime --out $(BUILD)/bench
+	$(PY) -m tests.benchmarks.decoders --out $(BUILD)/bench
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
