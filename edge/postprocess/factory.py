@@ -18,7 +18,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.registry import DecoderContext, result_fields, start_decoder
+from edge.postprocess.registry import Decode, DecoderContext, result_fields, start_decoder
 from edge.postprocess.results import Result
 from edge.runtime.preprocess import Geometry
 from edge.runtime.tensors import IoTensor
@@ -48,7 +48,7 @@ class DecodingPostprocess:
     def __init__(
         self,
         config: PostprocessConfig,
-        decode: Callable[..., object],
+        decode: Decode,
         geometry_for: GeometryFor | None,
     ) -> None:
         self.config = config
