@@ -18,6 +18,7 @@ import yaml
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
+from edge.mqtt.telemetry import ProcessStats, telemetry_payload
 from tests.postprocess.references import model_path
 
 pytestmark = pytest.mark.usefixtures("thirdparty")
@@ -172,6 +173,12 @@ def test_a_decoder_failing_every_frame_turns_health_failing_and_the_run_exits_1(
         assert status == 503 and body["status"] == "failing"
         assert any(r.startswith("postprocessing failed for every frame") for r in body["reasons"])
         assert any("an anomaly output must be one score" in r for r in body["reasons"])
+        telemetry = telemetry_payload(  # what the MQTT service publishes every interval
+            daemon.measurements(), 0, stats=ProcessStats(), uptime_s=1.0, spool=None,
+            health=daemon.health(),
+        )  # fmt: skip
+        assert telemetry.health is not None and telemetry.health.status == "failing"
+        assert telemetry.counters["errors"] >= 3 and telemetry.counters["processed"] == 0
     finally:
         daemon.stop()
     run = edge("run", model, "--source", images, "--sink", "log", "--threads", "1")
