@@ -73,12 +73,15 @@ class View:
     state: str | None = "running"
     runtime: dict[str, Any] | None = None
     monitor: dict[str, Any] = field(default_factory=dict)
+    decoding: dict[str, Any] | None = None  # edge.daemon.control.DecodeStats.snapshot()
+    model: dict[str, Any] | None = None
 
     def measurements(self) -> dict[str, Any]:
         return {"fps": 0.0, "counters": {"processed": self.processed}}
 
     def describe(self) -> dict[str, Any]:
-        return {"running": self.running, "runtime": self.runtime}
+        return {"running": self.running, "runtime": self.runtime, "decoding": self.decoding,
+                "model": self.model}  # fmt: skip
 
     def source_state(self) -> str | None:
         return self.state
@@ -246,3 +249,42 @@ def test_failing_keeps_the_degraded_reasons_too(clock: Clock) -> None:
     health = checker(clock, temperature=95.0).evaluate(View(state="ended"))
     assert health.status == "failing"
     assert [r.split(" ")[0] for r in health.reasons] == ["source", "temperature"]
+
+
+def decoding(decoded: int, failed: int, in_a_row: int) -> dict[str, Any]:
+    return {"decoded": decoded, "failed": failed, "failed_in_a_row": in_a_row,
+            "last_error": "frame 9: InputError: bad output", "warning": None}  # fmt: skip
+
+
+def test_postprocess_failures_degrade_for_a_minute_and_fail_when_every_frame_fails(
+    clock: Clock,
+) -> None:
+    view, check = View(decoding=decoding(100, 0, 0)), checker(clock)
+    assert check.evaluate(view).status == "ok"
+    view.decoding = decoding(110, 2, 1)
+    health = check.evaluate(view)
+    assert health.status == "degraded"
+    assert health.reasons == [
+        "postprocessing failed for 2 frame(s) so far, the latest 0 s ago: "
+        "frame 9: InputError: bad output"
+    ]
+    clock.now += 61
+    view.processed += 600  # results keep coming
+    assert check.evaluate(view).status == "ok"  # no new failure for a minute
+    view.decoding = decoding(110, 12, 10)
+    health = check.evaluate(view)
+    assert health.status == "failing"
+    assert health.reasons[0] == (
+        "postprocessing failed for every frame (10 in a row, 110 decoded in all): "
+        "frame 9: InputError: bad output"
+    )
+    assert check.evaluate(View(decoding=decoding(0, 1, 1))).status == "failing"
+
+
+def test_model_and_decoder_warnings_are_degraded(clock: Clock) -> None:
+    view = View(model={"decoder": "classification", "warnings": ["leaves 1 unused"]},
+                decoding={**decoding(5, 0, 0), "warning": "scores outside [0, 1]"})  # fmt: skip
+    assert checker(clock).evaluate(view) == Health(
+        status="degraded",
+        reasons=["model: leaves 1 unused", "decoder classification: scores outside [0, 1]"],
+    )
