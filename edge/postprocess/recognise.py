@@ -88,7 +88,7 @@ def recognise(outputs: Sequence[Shape], input_size: tuple[int, int] | None) -> R
     (naming the keys to set) when the shapes alone do not tell."""
     shapes = [tuple(int(d) for d in s) for s in outputs]
     where = f"outputs {_describe(shapes)}"
-    for rule in (_ssd_postprocess, _ssd_anchors, _landmarks, _segmentation, _vector):
+    for rule in (_ssd_postprocess, _ssd_anchors, _landmarks, _segmentation, _yolo, _vector):
         found = rule(shapes, input_size)
         if found is not None:
             return found
@@ -177,6 +177,30 @@ def _segmentation(shapes: list[Shape], size: tuple[int, int] | None) -> Recognit
             f"one output {list(shapes[0])} the size of the {size[0]}x{size[1]} input: {kind}",
         )
     return None
+
+
+YOLO_STRIDES = (8, 16, 32)  # the P3-P5 heads of YOLOv5, v8 and v11
+
+
+def _yolo(shapes: list[Shape], size: tuple[int, int] | None) -> Recognition | None:
+    """One output whose candidates are exactly the YOLO grid cells of the input size:
+    [1, 4 + C, cells] is YOLOv8/v11 (no objectness), [1, 3 x cells, 5 + C] YOLOv5."""
+    if len(shapes) != 1 or len(shapes[0]) != 3 or size is None:
+        return None
+    _, first, second = shapes[0]
+    cells = sum(math.ceil(size[0] / s) * math.ceil(size[1] / s) for s in YOLO_STRIDES)
+    if second == cells and 4 < first < cells:
+        layout, classes, name = "xywh_cls", first - 4, "YOLOv8/v11"
+    elif first == 3 * cells and 5 < second < first:
+        layout, classes, name = "xywh_obj_cls", second - 5, "YOLOv5"
+    else:
+        return None
+    return Recognition(
+        {"task": "detection", "decoder": "yolo", "yolo_layout": layout, "threshold": 0.25},
+        f"one output {list(shapes[0])}: {max(first, second)} candidates = the {name} grid of "
+        f"a {size[0]}x{size[1]} input (strides 8, 16, 32), {classes} classes; boxes taken "
+        "as normalised (postprocess.yolo_normalized), threshold 0.25 (Ultralytics' default)",
+    )
 
 
 def _vector(shapes: list[Shape], _: tuple[int, int] | None) -> Recognition | None:

@@ -44,6 +44,10 @@ def test_the_mediapipe_signatures_are_recognised() -> None:
     op = recognise([(1, 10, 4), (1, 10), (1, 10), (1,)], (300, 300)).postprocess
     assert op == {"task": "detection", "decoder": "ssd_postprocess"}
     assert recognise([(1, 10)], (28, 28)).postprocess == {"task": "classification"}
+    v8 = recognise([(1, 84, 8400)], (640, 640)).postprocess
+    assert (v8["decoder"], v8["yolo_layout"]) == ("yolo", "xywh_cls")
+    v5 = recognise([(1, 25200, 85)], (640, 640)).postprocess
+    assert (v5["decoder"], v5["yolo_layout"]) == ("yolo", "xywh_obj_cls")
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,7 @@ def test_the_mediapipe_signatures_are_recognised() -> None:
         ([(1, 900, 16), (1, 900, 1)], (128, 128), "match no known anchor layout"),
         ([(1, 10), (1, 5)], (28, 28), "cannot tell which decoder"),
         ([(1, 64, 64, 3)], (256, 256), "cannot tell which decoder"),
+        ([(1, 84, 8000)], (640, 640), "cannot tell which decoder"),  # not the YOLO grid
     ],
 )
 def test_ambiguous_signatures_are_refused_naming_the_sidecar_keys(
