@@ -95,6 +95,10 @@ def run_with(
 
 
 def test_the_built_in_decoders_are_registered_like_plugins() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"][GROUP] == BUILTIN  # what `pip install` registers
     found = available()
     assert {name: found[name].value for name in BUILTIN} == BUILTIN
     assert all(point.group == GROUP for point in found.values())
