@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -71,23 +72,38 @@ class Observer(Protocol):
 class DecodeStats:
     """How decoding went: items decoded and failed, the failures in a row, the latest
     failure and the latest warning a decoder gave (health and telemetry read these).
-    Written by the inference thread only; readers take a snapshot."""
+    Thread-safe: several inference lanes may decode at once."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.decoded = 0
         self.failed = 0
         self.failed_in_a_row = 0
         self.last_error: str | None = None
         self.warning: str | None = None
 
+    def ok(self, warning: str | None) -> None:
+        with self._lock:
+            self.decoded += 1
+            self.failed_in_a_row = 0
+            if warning is not None:
+                self.warning = warning
+
+    def failure(self, frame: Frame, exc: Exception) -> None:
+        with self._lock:
+            self.failed += 1
+            self.failed_in_a_row += 1
+            self.last_error = f"frame {frame.seq}: {type(exc).__name__}: {exc}"
+
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "decoded": self.decoded,
-            "failed": self.failed,
-            "failed_in_a_row": self.failed_in_a_row,
-            "last_error": self.last_error,
-            "warning": self.warning,
-        }
+        with self._lock:
+            return {
+                "decoded": self.decoded,
+                "failed": self.failed,
+                "failed_in_a_row": self.failed_in_a_row,
+                "last_error": self.last_error,
+                "warning": self.warning,
+            }
 
 
 class LivePostprocess:
@@ -108,19 +124,14 @@ class LivePostprocess:
     def __call__(
         self, outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray
     ) -> Result:
-        stats = self.stats
+        current = self._current
         try:
-            result = self._current(outputs, frame, model_input)
+            result = current(outputs, frame, model_input)
         except Exception as exc:
-            stats.failed += 1
-            stats.failed_in_a_row += 1
-            stats.last_error = f"frame {frame.seq}: {type(exc).__name__}: {exc}"
+            self.stats.failure(frame, exc)
             raise
-        stats.decoded += 1
-        stats.failed_in_a_row = 0
-        warning = getattr(self._current, "warning", None)  # edge.postprocess.factory's
-        if warning is not None:
-            stats.warning = str(warning)
+        warning = getattr(current, "warning", None)  # edge.postprocess.factory's
+        self.stats.ok(None if warning is None else str(warning))
         self.last_frame, self.last_result = frame, result
         for observer in self.observers:
             observer.observe(outputs, frame, model_input, result)

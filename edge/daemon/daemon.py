@@ -433,12 +433,12 @@ class Daemon:
         if error is not None:
             log.error("stopped on an error: %s", error)
             return 1
-        stats = self._post.stats if self._post is not None else None
-        if stats is not None and stats.failed and not stats.decoded:
+        stats = self._post.stats.snapshot() if self._post is not None else {}
+        if stats.get("failed") and not stats.get("decoded"):
             log.error(
                 "every frame (%d) failed postprocessing; the latest: %s",
-                stats.failed,
-                stats.last_error,
+                stats["failed"],
+                stats["last_error"],
             )
             return 1
         return 0 if clean else 1
