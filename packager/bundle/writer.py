@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +50,14 @@ from edge.errors import ConfigError
 from edge.runtime import ModelRunner, load_model
 from edge.runtime.preprocess import PreprocessSpec, default_spec
 from packager import __version__
-from packager.bundle.pipeline import ConvertJob, ConvertOutcome, run_convert
-from packager.convert.converter import Converted
+from packager.bundle.prepared import Prepared, convert_for_bundle
 from packager.errors import SourceModelError
 from packager.evaluate.evaluation import Evaluation
 from packager.evaluate.reference import reference_for_bundle
+from packager.sources.layout import fit_layout
 
 log = logging.getLogger(__name__)
 
-MODEL_MEMBER = "model.tflite"
-COMPILED_MEMBER = "model_edgetpu.tflite"
 LABELS_MEMBER = "labels.txt"
 CONFIG_MEMBER = "edge.yaml"
 UNIT_MEMBER = "edge.service"
@@ -136,13 +133,6 @@ def _created(model: Path) -> int:
         return int(model.stat().st_mtime)
     except OSError as exc:
         raise SourceModelError(f"{model}: cannot read the model: {exc.strerror}") from exc
-
-
-def _runtime_check(profile: DeviceProfile) -> str | None:
-    """The oldest tflite-runtime the profile admits; ai-edge-litert tracks TensorFlow."""
-    if profile.runtime.package != "tflite-runtime":
-        return None
-    return f"tflite-runtime=={profile.runtime.min_version()}"
 
 
 def _fit_spec(spec: PreprocessSpec | None, runner: ModelRunner) -> PreprocessSpec:
@@ -237,9 +227,9 @@ def _delegation_plan(profile: DeviceProfile, model: bytes, runner: ModelRunner) 
     return {delegation.delegate: delegation.delegated_ops} | ({"builtin": rest} if rest else {})
 
 
-def _evaluation(evaluation: Evaluation | None, mode: str) -> dict[str, Any] | None:
+def _evaluation(evaluation: Evaluation | None, mode: str | None) -> dict[str, Any] | None:
     """The deterministic part of the evaluation (accuracies come from counts)."""
-    if evaluation is None:
+    if evaluation is None or mode is None:
         return None
     variant = evaluation.variant(mode)
     labelled = evaluation.metric == "accuracy"
@@ -250,39 +240,18 @@ def _evaluation(evaluation: Evaluation | None, mode: str) -> dict[str, Any] | No
             "drop": drop, "latency_ms": None, "samples": evaluation.samples}  # fmt: skip
 
 
-def _model_section(profile: DeviceProfile, members: dict[str, bytes], chosen: Converted,
-                   compiled: bool, runner: ModelRunner) -> dict[str, Any]:  # fmt: skip
-    name = COMPILED_MEMBER if compiled else MODEL_MEMBER
+def _model_section(profile: DeviceProfile, members: dict[str, bytes], prepared: Prepared,
+                   runner: ModelRunner) -> dict[str, Any]:  # fmt: skip
+    name = prepared.file
     return {"file": name, "sha256": sha256_hex(members[name]), "size": len(members[name]),
-            "quantization": chosen.mode, "target": profile.target, "compiled": compiled,
-            "delegation_plan": _delegation_plan(profile, chosen.data, runner)}  # fmt: skip
-
-
-def _toolchain(chosen: Converted, compiled: bool) -> dict[str, str]:
-    import tensorflow as tf
-
-    converter = f"tf.lite.TFLiteConverter {chosen.mode}, {chosen.io} I/O"
-    return {"packager": __version__, "tensorflow": tf.__version__,
-            "converter": converter + (", edgetpu_compiler" if compiled else "")}  # fmt: skip
+            "quantization": prepared.quantization, "target": profile.target,
+            "compiled": prepared.compiled,
+            "delegation_plan": _delegation_plan(profile, prepared.cpu_model, runner)}  # fmt: skip
 
 
 def _tensors(tensors: Any) -> list[dict[str, Any]]:
     return [{"name": t.name, "shape": list(t.signature), "dtype": t.dtype.name,
              "scale": t.scale, "zero_point": t.zero_point} for t in tensors]  # fmt: skip
-
-
-def _notes(profile: DeviceProfile, outcome: ConvertOutcome, compiled: bool) -> list[str]:
-    notes = list(outcome.notes)
-    if profile.target == "edgetpu" and not compiled:
-        notes.append(
-            "uncompiled: this int8 model was not compiled by edgetpu_compiler and runs on "
-            "the CPU; rebuild where the compiler is installed to use the Edge TPU"
-        )
-    if compiled:
-        notes.append("selftest outputs were measured on the uncompiled int8 model (CPU)")
-    if profile.target == "gpu":
-        notes.append("delegation_plan was measured on the packaging machine's CPU delegate")
-    return notes
 
 
 def build_bundle(
@@ -302,11 +271,17 @@ def build_bundle(
     task: str = "classification",
     preprocess: PreprocessSpec | None = None,
     allow_uncompiled: bool = False,
+    reference: Path | None = None,
+    fallback: Path | None = None,
     console: Console,
 ) -> BuiltBundle:
-    """Convert ``model`` for ``profile`` and write a signed, reproducible bundle."""
+    """Convert ``model`` for ``profile`` (or take a .tflite or PyTorch model as it is)
+    and write a signed, reproducible bundle."""
+    from packager.bundle.asis import is_as_is, prepare_as_is
+
     signer = signing_key(key, unsigned)
-    chosen_name = bundle_name(name, model)
+    named = Path(str(model).rpartition(":")[0]) if ".py:" in str(model) else model
+    chosen_name = bundle_name(name, named)
     try:
         version_value = parse_version(version)
     except ValueError as exc:
@@ -315,61 +290,67 @@ def build_bundle(
         raise ConfigError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
     if labels is not None and not labels.is_file():
         raise ConfigError(f"--labels {labels}: no such file")
-    created = _created(model)
-    mode = quant or profile.default_quant
-    stem = f"{chosen_name}-{version_value}-{profile.id}"
-    with tempfile.TemporaryDirectory(prefix="packager-build-") as work:
-        job = ConvertJob(
-            model=model,
-            output=Path(work) / f"{stem}.tflite",
-            quant=mode,
-            target=profile.target,
-            io=profile.io_dtype if mode in ("int8", "auto") else None,
-            calib=calib,
-            eval_data=eval_data,
-            max_drop=max_drop,
-            allow_uncompiled=allow_uncompiled,
-            runtime=_runtime_check(profile),
-            preprocess=preprocess or PreprocessSpec(),
-            report_dir=out_dir,
+    created = _created(named)
+    preprocess = fit_layout(preprocess, model)
+    if is_as_is(model):
+        prepared = prepare_as_is(
+            model=model, profile=profile, quant=quant, calib=calib, eval_data=eval_data,
+            max_drop=max_drop, reference=reference, fallback=fallback, preprocess=preprocess,
+            allow_uncompiled=allow_uncompiled, report_dir=out_dir, console=console,
+        )  # fmt: skip
+    elif reference is not None or fallback is not None:
+        raise ConfigError(
+            "--reference and --fallback go with a model bundled as it is (.tflite); "
+            f"{model} is converted here and measured against itself"
         )
-        outcome = run_convert(job, console)
-        model_bytes = outcome.output.read_bytes()
-    chosen = outcome.chosen
-    compiled = model_bytes != chosen.data
-    runner = load_model(chosen.data, delegates=("xnnpack", "builtin"), threads=1)
+    else:
+        prepared = convert_for_bundle(model, profile, quant, calib, eval_data, max_drop, preprocess,
+                            allow_uncompiled, out_dir, f"{chosen_name}-{version_value}",
+                            console)  # fmt: skip
+    return _write(prepared, profile=profile, out_dir=out_dir, calib=calib, eval_data=eval_data,
+                  labels=labels, name=chosen_name, version=version_value, signer=signer,
+                  key=key, unsigned=unsigned, task=task, preprocess=preprocess,
+                  created=created)  # fmt: skip
+
+
+def _write(prepared: Prepared, *, profile: DeviceProfile, out_dir: Path, calib: Path | None,
+           eval_data: Path | None, labels: Path | None, name: str, version: int | str,
+           signer: Ed25519PrivateKey | None, key: Path | None, unsigned: bool, task: str,
+           preprocess: PreprocessSpec | None, created: int) -> BuiltBundle:  # fmt: skip
+    runner = load_model(prepared.cpu_model, delegates=("xnnpack", "builtin"), threads=1)
     spec = _fit_spec(preprocess, runner)
     x, found_labels = _selftest_inputs(runner, eval_data or calib, spec)
-    selftest, tolerance = _selftest(runner, x, chosen.mode)
+    selftest, tolerance = _selftest(runner, x, prepared.quantization)
     reference = reference_for_bundle(runner, calib or eval_data, spec=spec, task=task)
     classes = int(runner.outputs[0].signature[-1]) if runner.outputs[0].signature else 1
-    title = f"{chosen_name} {version_value}, {profile.id}"
+    title = f"{name} {version}, {profile.id}"
     members = {
-        COMPILED_MEMBER if compiled else MODEL_MEMBER: model_bytes,
+        **prepared.models,
         LABELS_MEMBER: _labels(labels, found_labels, classes, task),
-        CONFIG_MEMBER: _edge_yaml(profile, chosen_name, version_value),
+        CONFIG_MEMBER: _edge_yaml(profile, name, version),
         UNIT_MEMBER: SERVICE_UNIT.format(title=title).encode(),
         SELFTEST: selftest,
     }
     manifest = Manifest.model_validate(
         {
             "schema_version": 1,
-            "name": chosen_name,
-            "version": version_value,
+            "name": name,
+            "version": version,
             "created": utc_timestamp(created),
             "device": profile.id,
             "runtime": {"backend": profile.runtime.package,
                         "min_version": profile.runtime.min_version(), "arch": profile.arch},
-            "model": _model_section(profile, members, chosen, compiled, runner),
+            "model": _model_section(profile, members, prepared, runner),
             "inputs": _tensors(runner.inputs),
             "outputs": _tensors(runner.outputs),
             "task": task,
             "preprocessing": spec,
             "postprocessing": {"labels_file": LABELS_MEMBER},
-            "evaluation": _evaluation(outcome.evaluation, chosen.mode),
-            "toolchain": _toolchain(chosen, compiled),
+            "evaluation": _evaluation(prepared.evaluation, prepared.variant),
+            "toolchain": {"packager": __version__, "tensorflow": prepared.tensorflow or "none",
+                          "converter": prepared.converter},
             "selftest": {"file": SELFTEST, "tolerance": tolerance, "samples": len(x)},
-            "notes": _notes(profile, outcome, compiled),
+            "notes": list(prepared.notes),
             "monitoring": reference,
             "files": {member: sha256_hex(data) for member, data in members.items()},
         }
@@ -380,14 +361,15 @@ def build_bundle(
     path = write_archive(out_dir / manifest.bundle_name(), members, mtime=created)
     trusted = {} if signer is None else {key_id(signer.public_key()): signer.public_key()}
     opened = open_bundle(path, trusted_keys=trusted, keys_dir=key or "-", allow_unsigned=unsigned)
-    variant = outcome.evaluation.variant(chosen.mode) if outcome.evaluation else None
+    evaluation, variant_name = prepared.evaluation, prepared.variant
+    variant = evaluation.variant(variant_name) if evaluation and variant_name else None
     summary = {
         "bundle": str(path),
         "size_bytes": path.stat().st_size,
-        "io": chosen.io,
+        "io": prepared.io,
         "latency_p50_ms": variant.latency_p50_ms if variant else None,
         "signed_by": opened.key_id,
-        "files": {name: len(data) for name, data in sorted(members.items())},
+        "files": {member: len(data) for member, data in sorted(members.items())},
     }
     log.info("wrote %s (%d bytes, signed by %s)", path, summary["size_bytes"], opened.key_id)
     return BuiltBundle(path, manifest, summary)

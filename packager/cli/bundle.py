@@ -37,10 +37,31 @@ def add_build(sub: Any) -> None:
         help="convert a model for a device profile and write a signed bundle",
         description="Convert, evaluate and gate a model for one device profile, then write "
         "OUT/NAME-VERSION-DEVICE.tar.gz: the model, labels.txt, edge.yaml, edge.service, "
-        "selftest.npz, manifest.json and its ed25519 signature. Same inputs, same bytes.",
+        "selftest.npz, manifest.json and its ed25519 signature. Same inputs, same bytes. "
+        "A .tflite (and the float TFLite model litert-torch makes of a PyTorch model) is "
+        "bundled as it is; ONNX is converted by onnx2tf (make setup-onnx), PyTorch by "
+        "litert-torch (make setup-torch), each checked against its framework's outputs.",
     )
-    p.add_argument("model", type=Path, help=".keras, .h5 or a SavedModel folder")
+    p.add_argument(
+        "model",
+        type=Path,
+        help=".keras, .h5, a SavedModel folder, .tflite, .onnx, model.pt2 or model.py:factory",
+    )
     add_bundle_options(p)
+    p.add_argument(
+        "--reference",
+        type=Path,
+        metavar="MODEL",
+        help="a .tflite bundled as it is: the float model (.tflite, Keras, SavedModel, ONNX) "
+        "its fidelity and accuracy drop are measured against on --eval data",
+    )
+    p.add_argument(
+        "--fallback",
+        type=Path,
+        metavar="MODEL.tflite",
+        help="an Edge TPU-compiled .tflite: the uncompiled int8 model it was compiled from "
+        "(bundled as the CPU fallback; the self-test outputs are recorded on it)",
+    )
     add_recipe_option(p)
     p.set_defaults(handler=_cmd_build)
 
@@ -118,6 +139,8 @@ def build_from_args(
         task=args.task,
         preprocess=read_preprocess(args.preprocess),
         allow_uncompiled=args.allow_uncompiled,
+        reference=getattr(args, "reference", None),
+        fallback=getattr(args, "fallback", None),
         console=console,
     )
 

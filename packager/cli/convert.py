@@ -47,12 +47,13 @@ def _add_convert(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
         help="convert and quantize a model for a delegate target",
-        description="Convert a Keras model or SavedModel to TFLite for one target, load-test "
+        description="Convert a Keras model, SavedModel or ONNX model (through onnx2tf, "
+        "checked against onnxruntime) to TFLite for one target, load-test "
         "it in the device runtime, evaluate it against the source and gate on "
         "the accuracy drop. '--quant auto' tries the target's candidates and "
         "picks the fastest (then smallest) one within the budget.",
     )
-    p.add_argument("model", type=Path, help=".keras, .h5 or a SavedModel folder")
+    p.add_argument("model", type=Path, help=".keras, .h5, a SavedModel folder or .onnx")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .tflite to write")
     p.add_argument("--quant", choices=(*QUANT_MODES, "auto"), default="auto")
     p.add_argument("--target", choices=tuple(TARGETS), default="xnnpack")

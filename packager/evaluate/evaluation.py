@@ -181,7 +181,7 @@ def evaluate(
             "evaluated %s: accuracy %s, p50 %.3f ms", candidate.name, accuracy, timing["p50_ms"]
         )
     return Evaluation(
-        source=str(source.path),
+        source=str(source.origin or source.path),
         data=data.source,
         samples=len(data),
         metric="accuracy" if labelled else "fidelity",

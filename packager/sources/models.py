@@ -1,28 +1,39 @@
-"""Load the model to package: Keras (.keras, .h5), a SavedModel signature, or a .tflite file.
+"""Load the model to package: Keras (.keras, .h5), a SavedModel signature, a .tflite
+file, ONNX (converted by onnx2tf to a SavedModel) or PyTorch (converted by litert-torch).
 
 A loaded source knows its input shape, can predict (the reference every candidate is
-measured against) and hands TensorFlow's converter what it needs. TFLite files are
-inspected, evaluated and bundled as they are; they cannot be re-quantized.
+measured against) and hands TensorFlow's converter what it needs. TFLite files, and the
+float TFLite models litert-torch makes, are bundled as they are (packager.bundle.asis);
+they cannot be re-quantized. Converted sources carry ``check``, which measures the
+conversion against the source framework's outputs (packager.sources.check).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from edge.runtime import load_model, read_model_info
 from packager.errors import SourceModelError
 
+if TYPE_CHECKING:
+    from packager.sources.check import OutputCheck
+
 log = logging.getLogger(__name__)
 
-SourceKind = Literal["keras", "saved_model", "tflite"]
+SourceKind = Literal["keras", "saved_model", "tflite", "pytorch"]
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-FORMATS = "a Keras model (.keras, .h5), a SavedModel folder, or a .tflite file"
+FORMATS = (
+    "a Keras model (.keras, .h5), a SavedModel folder, a .tflite file, an .onnx file, "
+    "or PyTorch (model.pt2 or model.py:factory)"
+)
 PREDICT_BATCH = 256
 
 
@@ -37,32 +48,60 @@ class SourceModel:
     signature: str | None = None
     input_name: str | None = None  # SavedModel signatures take keyword inputs
     owner: Any = field(default=None, repr=False)  # keeps a SavedModel alive with its function
+    origin: Path | None = None  # what the user gave, when ``path`` was converted from it
+    converted_by: str | None = None  # e.g. "onnx2tf 1.29.24 (tensorflow 2.19.0)"
+    # the converted model against the source framework, on samples (model-ready)
+    check: Callable[[np.ndarray], OutputCheck] | None = field(default=None, repr=False)
+    # the source framework's first output for samples (PyTorch: torch itself)
+    framework: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
-        return self.path.stem if self.path.is_file() else self.path.name
+        shown = self.origin or self.path
+        return shown.stem if shown.suffix else shown.name
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The input's batch when the model fixes it (e.g. 1, as torch exports), else None."""
+        return self.input_shape[0] if self.input_shape and self.input_shape[0] > 0 else None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """The source's first output for every sample of ``x`` (batched)."""
-        if self.kind == "keras":
-            result: np.ndarray = np.asarray(
-                self.handle.predict(x, batch_size=PREDICT_BATCH, verbose=0)
+        """The source's first output for every sample of ``x``, in batches the model takes
+        (item by item when its batch is fixed); SourceModelError when it cannot run them."""
+        if self.kind == "pytorch" and self.framework is not None:
+            return self.framework(x)
+        if self.kind in ("tflite", "pytorch"):
+            runner = load_model(self.handle)
+            return np.concatenate([runner.run(x[i : i + 1])[0] for i in range(len(x))])
+        step = self.fixed_batch or PREDICT_BATCH
+        if self.fixed_batch and len(x) % step:
+            raise SourceModelError(
+                f"{self.origin or self.path}: the model's batch is fixed at {step}; "
+                f"{len(x)} samples do not divide into batches of {step}"
             )
-            return result
-        if self.kind == "saved_model":
-            return self._predict_saved_model(x)
-        runner = load_model(self.handle)
-        return np.concatenate([runner.run(x[i : i + 1])[0] for i in range(len(x))])
+        try:
+            if self.kind == "keras":
+                return np.asarray(self.handle.predict(x, batch_size=step, verbose=0))
+            return self.predict_all(x)[0]
+        except SourceModelError:
+            raise
+        except Exception as exc:  # TensorFlow raises many types for inputs it cannot take
+            raise SourceModelError(
+                f"{self.origin or self.path}: the source model failed on input of shape "
+                f"{list(x.shape)}: {' '.join(str(exc).split())[:300]}"
+            ) from exc
 
-    def _predict_saved_model(self, x: np.ndarray) -> np.ndarray:
+    def predict_all(self, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
+        """Every output of a SavedModel signature (in the order of ``names``, else sorted)."""
         import tensorflow as tf
 
-        outputs = []
-        for start in range(0, len(x), PREDICT_BATCH):
-            batch = tf.constant(x[start : start + PREDICT_BATCH])
-            result = self.handle(**{str(self.input_name): batch})
-            outputs.append(np.asarray(result[sorted(result)[0]]))
-        return np.concatenate(outputs)
+        step = self.fixed_batch or PREDICT_BATCH
+        chunks = []
+        for start in range(0, len(x), step):
+            result = self.handle(**{str(self.input_name): tf.constant(x[start : start + step])})
+            keys = names if names and set(names) <= set(result) else sorted(result)
+            chunks.append([np.asarray(result[key]) for key in keys])
+        return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 
     def converter(self) -> Any:
         """A TFLiteConverter for this source (Keras or SavedModel only)."""
@@ -75,8 +114,9 @@ class SourceModel:
                 str(self.path), signature_keys=[self.signature]
             )
         raise SourceModelError(
-            f"{self.path}: a .tflite file cannot be re-quantized or re-converted; convert "
-            "from the Keras model or SavedModel it was made from, or bundle it as it is"
+            f"{self.origin or self.path}: a .tflite model cannot be re-quantized or "
+            "re-converted; convert from the Keras model or SavedModel it was made from, or "
+            "bundle it as it is (packager build MODEL.tflite)"
         )
 
     def fixed_batch_converter(self, batch: int) -> Any:
@@ -119,7 +159,7 @@ def _load_keras(path: Path) -> SourceModel:
     return SourceModel(path, "keras", shape, model)
 
 
-def _load_saved_model(path: Path, signature: str | None) -> SourceModel:
+def load_saved_model(path: Path, signature: str | None) -> SourceModel:
     import tensorflow as tf
 
     try:
@@ -150,8 +190,8 @@ def _load_saved_model(path: Path, signature: str | None) -> SourceModel:
 
 
 def _load_tflite(path: Path) -> SourceModel:
+    info = read_model_info(path)  # raises InvalidModelError naming the file and the problem
     data = path.read_bytes()
-    info = read_model_info(data)  # raises InvalidModelError naming the problem
     if len(info.inputs) != 1:
         raise SourceModelError(
             f"{path}: the packager handles single-input models; this one "
@@ -160,8 +200,54 @@ def _load_tflite(path: Path) -> SourceModel:
     return SourceModel(path, "tflite", info.inputs[0].shape, data)
 
 
+def _load_onnx(path: Path) -> SourceModel:
+    """The SavedModel onnx2tf makes of ``path``, checked against onnxruntime by ``check``."""
+    from packager.sources.onnx import convert_onnx
+
+    conversion = convert_onnx(path)
+    source = load_saved_model(conversion.saved_model, None)
+    names = list(conversion.outputs)
+
+    def check(x: np.ndarray) -> OutputCheck:
+        try:
+            converted = source.predict_all(np.asarray(x, np.float32), names)
+        except Exception as exc:  # TensorFlow's errors for inputs the SavedModel refuses
+            raise SourceModelError(
+                f"{path}: the SavedModel onnx2tf made fails on {list(x.shape)}: "
+                f"{' '.join(str(exc).split())[:300]}"
+            ) from exc
+        return conversion.check(x, converted)
+
+    return dataclasses.replace(source, origin=path, owner=(source.owner, conversion),
+                               converted_by=conversion.converter, check=check)  # fmt: skip
+
+
+def _load_pytorch(spec: str) -> SourceModel:
+    """litert-torch's float TFLite model of ``spec``; ``framework`` and ``check`` run torch."""
+    from packager.sources.pytorch import convert_pytorch
+
+    conversion = convert_pytorch(spec)
+    info = read_model_info(conversion.tflite)
+    return SourceModel(
+        path=conversion.program.with_name("model.tflite"),
+        kind="pytorch",
+        input_shape=info.inputs[0].shape,
+        handle=conversion.tflite,
+        owner=conversion,
+        origin=conversion.origin,
+        converted_by=conversion.converter,
+        check=conversion.check,
+        framework=lambda x: conversion.torch_outputs(x)[0],
+    )
+
+
 def load_source(path: str | os.PathLike[str], *, signature: str | None = None) -> SourceModel:
     """Load ``path`` by its format; SourceModelError says what was wrong and what works."""
+    text = os.fspath(path)
+    if ".py:" in text and not Path(text).exists():  # model.py:factory
+        if signature is not None:
+            raise SourceModelError(f"{text}: --signature applies to SavedModel folders only")
+        return _load_pytorch(text)
     source = Path(path)
     if not source.exists():
         raise SourceModelError(f"{source}: no such file or folder; expected {FORMATS}")
@@ -170,16 +256,15 @@ def load_source(path: str | os.PathLike[str], *, signature: str | None = None) -
     if source.is_dir():
         if not (source / "saved_model.pb").is_file():
             raise SourceModelError(f"{source}: a folder without saved_model.pb; expected {FORMATS}")
-        loaded = _load_saved_model(source, signature)
+        loaded = load_saved_model(source, signature)
     elif source.suffix.lower() in KERAS_SUFFIXES:
         loaded = _load_keras(source)
     elif source.suffix.lower() == ".tflite":
         loaded = _load_tflite(source)
     elif source.suffix.lower() == ".onnx":
-        raise SourceModelError(
-            f"{source}: ONNX is not supported; export the model to a "
-            "SavedModel (e.g. with onnx2tf) and package that"
-        )
+        loaded = _load_onnx(source)
+    elif source.suffix.lower() == ".pt2":
+        loaded = _load_pytorch(str(source))
     else:
         raise SourceModelError(
             f"{source}: unknown model format {source.suffix!r}; expected {FORMATS}"

@@ -1,0 +1,1 @@
+"""Scripts run by the converter environments' Pythons (packager.sources.environments)."""
