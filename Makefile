@@ -98,6 +98,11 @@ VERSION ?= 1
 KEY ?= $(BUILD)/keys/dev.key
 DIST ?= dist
 PACKAGE_FLAGS ?=
+# a .tflite bundled as it is: REFERENCE (its float source) to measure a drop against,
+# FALLBACK (the uncompiled model) for an Edge TPU-compiled one
+REFERENCE ?=
+FALLBACK ?=
+GATE = $(if $(and $(filter %.tflite,$(MODEL)),$(if $(REFERENCE),,no)),,--max-drop $(MAX_DROP))
 
 $(BUILD)/keys/dev.key: | $(STAMP)
 	$(VENV)/bin/packager keygen --out $(BUILD)/keys --name dev
@@ -108,7 +113,8 @@ $(DEMO)/digits.keras: | $(STAMP)
 package: $(KEY) $(if $(filter $(DEMO)/%,$(MODEL)),$(DEMO)/digits.keras)
 	$(VENV)/bin/packager build $(MODEL) --device $(DEVICE) $(if $(RECIPE),--recipe $(RECIPE), \
 		--quant $(QUANT) $(if $(CALIB),--calib $(CALIB)) \
-		$(if $(EVAL),--eval $(EVAL) --max-drop $(MAX_DROP))) \
+		$(if $(EVAL),--eval $(EVAL) $(GATE))) \
+		$(if $(REFERENCE),--reference $(REFERENCE)) $(if $(FALLBACK),--fallback $(FALLBACK)) \
 		--version $(VERSION) --key $(KEY) -o $(DIST) $(PACKAGE_FLAGS)
 
 # make deploy HOST=user@host[:port] [BUNDLE=...] [DEPLOY_FLAGS="--provision --sudo ..."]

@@ -172,11 +172,11 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
             job, preprocess=fit_layout(job.preprocess, job.model) or job.preprocess
         )
     if source.kind in ("tflite", "pytorch"):
-        what = "litert-torch's float TFLite model" if source.kind == "pytorch" else "a .tflite"
+        what = "litert-torch's float TFLite model" if source.kind == "pytorch" else "a TFLite file"
         raise ConversionError(
-            f"{job.model}: {what} is bundled as it is, not re-quantized: run `packager "
-            f"build {job.model} --device ID`, or convert the Keras model or SavedModel it "
-            "came from"
+            f"{job.model}: re-quantizing {what} is not possible; bundle it as it is "
+            f"(`packager build {job.model} --device ID`), or convert the Keras model or "
+            "SavedModel it came from"
         )
     auto = job.quant == "auto"
     modes = rules.auto_candidates if auto else (job.quant,)

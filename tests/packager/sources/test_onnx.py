@@ -101,3 +101,20 @@ def test_a_file_that_is_not_onnx_is_one_line_and_nothing_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"packager: error: {model}: not a valid ONNX model")
     assert not out.exists()
+
+
+def test_without_the_onnx_environment_the_error_says_how_to_install_it(
+    torch_digits: TorchDigits,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PACKAGER_ONNX_PYTHON", str(tmp_path / "no-such-python"))
+    out = tmp_path / "dist"
+    code = packager("build", torch_digits.onnx, "--device", "linux-x86_64", "--unsigned",
+                    "-o", out)  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the onnx converter is not installed" in err[0]
+    assert "run `make setup-onnx`" in err[0] and "PACKAGER_ONNX_PYTHON" in err[0]
+    assert not out.exists()
