@@ -137,8 +137,8 @@ def _quant(model: str | Path, quant: str | None, info: ModelInfo) -> None:
         )
 
 
-def _for_edgetpu(model: str | Path, cpu: bytes, info: ModelInfo, profile: DeviceProfile,
-                 allow_uncompiled: bool, notes: list[str]) -> bytes | None:  # fmt: skip
+def _for_edgetpu(model: str | Path, cpu: bytes, info: ModelInfo, allow_uncompiled: bool,
+                 notes: list[str]) -> bytes | None:  # fmt: skip
     """The compiled model for an uncompiled int8 one on an edgetpu profile (None: keep it
     uncompiled, --allow-uncompiled)."""
     if info.quantization != "int8":
@@ -178,6 +178,8 @@ def prepare_as_is(
     console: Console,
 ) -> Prepared:
     """Inspect, check, load-test and evaluate ``model`` for ``profile``, as it is."""
+    if eval_data is None and (reference is not None or max_drop is not None):
+        raise ConfigError("--reference and --max-drop measure the model on --eval data; pass it")
     source = load_source(model)
     info = read_model_info(source.handle)
     console.print(describe(source.origin or model, info))
@@ -201,7 +203,7 @@ def prepare_as_is(
         cpu = source.handle
         compiled = None
         if profile.target == "edgetpu":
-            compiled = _for_edgetpu(model, cpu, info, profile, allow_uncompiled, notes)
+            compiled = _for_edgetpu(model, cpu, info, allow_uncompiled, notes)
         models = {COMPILED_MEMBER: compiled, MODEL_MEMBER: cpu} if compiled else {MODEL_MEMBER: cpu}
     cpu_info = read_model_info(cpu)
     runtime_check(profile, cpu_info)
@@ -222,10 +224,8 @@ def prepare_as_is(
     evaluation = None
     if eval_set is not None:
         against = None if reference is None else load_source(reference)
-        evaluation = _evaluate(source, cpu, info.quantization, eval_set, against, max_drop,
+        evaluation = _evaluate(source, cpu, cpu_info.quantization, eval_set, against, max_drop,
                                report_dir, console)  # fmt: skip
-    elif reference is not None or max_drop is not None:
-        raise ConfigError("--reference and --max-drop measure the model on --eval data; pass it")
     converter = "none: bundled as it is"
     if source.converted_by:
         converter = f"{source.converted_by}, bundled as it is"
@@ -233,7 +233,7 @@ def prepare_as_is(
         models=models,
         file=COMPILED_MEMBER if COMPILED_MEMBER in models else MODEL_MEMBER,
         cpu_model=cpu,
-        quantization=info.quantization,
+        quantization=cpu_info.quantization,  # a compiled model's: the int8 it came from
         io="float" if cpu_info.inputs[0].dtype == "float32" else cpu_info.inputs[0].dtype,
         converter=converter,
         tensorflow=None,
