@@ -113,6 +113,9 @@ class SpoolSettings(_Settings):
     path: Path | None = None  # default: <state dir>/spool.sqlite
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     when_full: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
+    # group commit of events (docs/mqtt.md): at most this many, or this long, uncommitted
+    batch_events: int = Field(default=256, ge=1, le=100_000)
+    batch_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
 
 
 class HttpSettings(_Settings):

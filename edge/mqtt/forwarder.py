@@ -5,7 +5,11 @@ keeping at most ``window`` unacknowledged, so a backlog drains at the broker's p
 while telemetry, status and command results (published directly) still get through:
 paho interleaves them with the backlog instead of queueing them behind it. PUBACKs
 arrive on paho's thread as message ids and are only queued there; this thread maps
-them to rows and deletes those rows in one transaction. On every connect the
+them to rows and deletes those rows in batches (one transaction every RELEASE_S, or
+sooner once half the window is acknowledged): a ``kill -9`` in between leaves a few
+acknowledged rows in the spool, sent again at the next start (duplicates, which a
+subscriber drops by ``seq``), never a lost one. The spool wakes this thread when it
+commits; paho's thread wakes it once half the window is acknowledged. On every connect the
 connection drops what paho still holds unacknowledged and this thread starts again
 from the oldest row in the spool, so the order holds across a broker restart (paho
 alone would resend those after newer messages); the few rows the broker had received
@@ -25,6 +29,7 @@ from edge.mqtt.spool import Spool
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
+RELEASE_S = 0.005  # while messages are in flight: look at the acknowledgements this often
 
 
 class Forwarder:
@@ -40,8 +45,11 @@ class Forwarder:
         self._stop = threading.Event()
         self._inflight: dict[int, int] = {}  # mid -> row id
         self._last_id = 0  # highest row id handed to paho
+        self._done: list[int] = []  # acknowledged rows not yet deleted
         self._thread: threading.Thread | None = None
+        self._half = max(1, window // 2)
         connection.on_publish(self._acked)
+        spool.on_commit(self.wake)
         self._restart = threading.Event()
         connection.on_connect(self._connected)
 
@@ -55,7 +63,8 @@ class Forwarder:
 
     def _acked(self, mid: int) -> None:  # paho's thread: no locks taken here
         self._acks.put(mid)
-        self._wake.set()
+        if self._acks.qsize() >= self._half:
+            self._wake.set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt-forwarder", daemon=True)
@@ -69,7 +78,7 @@ class Forwarder:
             self._thread.join(timeout)
 
     def drained(self) -> bool:
-        return not self._inflight and self.spool.stats()["depth"] == 0
+        return not self._inflight and not self._done and self.spool.stats()["depth"] == 0
 
     @property
     def inflight(self) -> int:
@@ -77,7 +86,7 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(IDLE_WAIT_S)
+            self._wake.wait(RELEASE_S if self._inflight or self._done else IDLE_WAIT_S)
             self._wake.clear()
             try:
                 self._release()
@@ -94,7 +103,7 @@ class Forwarder:
         self._release()
 
     def _release(self) -> None:
-        done = []
+        done = self._done
         while True:
             try:
                 mid = self._acks.get_nowait()
@@ -106,6 +115,7 @@ class Forwarder:
         if done:
             self.spool.release(done)
             self.published += len(done)
+            self._done = []
 
     def _hand_out(self) -> None:
         room = self.window - len(self._inflight)

@@ -60,6 +60,8 @@ class MqttService:
             spool_settings.path or Path(config.root) / "spool.sqlite",
             max_bytes=spool_settings.max_bytes,
             when_full=spool_settings.when_full,
+            batch_events=spool_settings.batch_events,
+            batch_ms=spool_settings.batch_ms,
         )
         self.connection = Connection(
             settings,
@@ -187,9 +189,10 @@ class MqttService:
         self, kind: str, topic: str, build: Callable[[int], bytes], qos: int = 1
     ) -> int | None:
         """Publish ``build(seq)`` on ``topic`` with store and forward, as events are: it is
-        committed to the spool (``seq`` is the next of the stream ``kind``) before this
-        returns, then the forwarder is woken. The seq, or None when the full spool refused
-        it; SpoolError when the spool cannot be written. Any thread (drift, feedback)."""
+        committed to the spool (``seq`` is the next of the stream ``kind``; buffered
+        events are committed with it) before this returns, then the forwarder is woken.
+        The seq, or None when the full spool refused it; SpoolError when the spool
+        cannot be written. Any thread (drift, feedback)."""
         seq = self.spool.append(kind, topic, build, qos=qos)
         self.forwarder.wake()
         return seq

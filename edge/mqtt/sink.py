@@ -1,7 +1,10 @@
 """The MQTT events sink: results worth reporting go into the spool, then to ``events``.
 
-``handle`` returns once the event is committed to the spool (a ``kill -9`` after that
-loses nothing); the forwarder publishes it at QoS 1 and deletes it on PUBACK. What is
+``handle`` buffers the event in the spool; the spool commits it with the others of its
+batch (a group commit: ``spool.batch_events`` events or ``spool.batch_ms`` after the
+first, and on every ``flush``, which the pipeline's sink thread calls once results stop
+coming for a few ms). A ``kill -9`` loses at most those not yet committed, nothing that
+was; the forwarder publishes committed events at QoS 1 and deletes them on PUBACK. What is
 worth reporting is ``report``: ``all`` results, or ``notable`` ones (an anomaly, any
 detection, a classification whose best score reaches ``min_score``, every regression).
 """
@@ -84,13 +87,14 @@ class MqttEventSink:
             self.skipped += 1
             return
         seq = self.spool.append(
-            EVENTS_STREAM, self.topic, lambda n: event_payload(result, n).to_json()
+            EVENTS_STREAM, self.topic, lambda n: event_payload(result, n).to_json(), defer=True
         )
         if seq is not None:
             self.spooled += 1
-        self._wake()
 
     def flush(self) -> None:
+        """Commit the buffered events (the spool wakes the forwarder when it commits)."""
+        self.spool.commit()
         self._wake()
 
     def close(self) -> None:

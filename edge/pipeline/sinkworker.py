@@ -13,7 +13,7 @@ from edge.pipeline.queues import POLL_S, STOP, FailureLog, Stop
 from edge.postprocess.results import Result
 from edge.sinks.base import Sink
 
-FLUSH_IDLE_S = 1.0  # flush the sinks once results stop coming for this long
+FLUSH_IDLE_S = 0.005  # flush the sinks once results stop coming for this long
 
 
 class SinkWorker:
@@ -38,12 +38,12 @@ class SinkWorker:
         unflushed, last = False, time.monotonic()
         while True:
             try:
-                batch = self._results.get(timeout=POLL_S)
+                batch = self._results.get(timeout=FLUSH_IDLE_S if unflushed else POLL_S)
             except queue.Empty:
                 if self._abort.is_set():
                     break
                 if unflushed and time.monotonic() - last >= FLUSH_IDLE_S:
-                    self.flush()
+                    self.flush()  # the MQTT sink's group commit ends here at the latest
                     unflushed = False
                 continue
             if batch is STOP:

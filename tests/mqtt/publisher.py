@@ -1,6 +1,7 @@
 """A small real publisher process for the tests: the MQTT service of a stand-in daemon
-that spools ``--events`` results, prints ``spooled N`` and keeps running until killed
-(or, with ``--exit-when-drained``, stops cleanly once the spool is empty).
+that spools ``--events`` results, commits them (the sink's flush), prints ``spooled N``
+and keeps running until killed (or, with ``--exit-when-drained``, stops cleanly once
+the spool is empty).
 
     python -m tests.mqtt.publisher FOLDER PORT --events N [--exit-when-drained]
 """
@@ -31,6 +32,7 @@ def main() -> int:
     service.start()
     for i in range(args.first, args.first + args.events):
         service.sink.handle(result(i))
+    service.sink.flush()  # as the pipeline's sink thread does once results stop coming
     print(f"spooled {args.events}", flush=True)
     while True:
         time.sleep(0.05)

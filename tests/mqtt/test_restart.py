@@ -37,6 +37,7 @@ def test_a_broker_restart_in_the_middle_of_5000_events_loses_none(
     def produce() -> None:
         for i in range(N):
             service.sink.handle(result(i))
+        service.sink.flush()
 
     producer = threading.Thread(target=produce)
     producer.start()
@@ -68,6 +69,7 @@ def test_throughput_to_mosquitto_at_qos1_with_the_spool(tmp_path: Path, broker: 
     started = time.monotonic()
     for i in range(N):
         service.sink.handle(result(i))
+    service.sink.flush()
     spooled = time.monotonic() - started
     assert wait_until(service.forwarder.drained, timeout=30)
     elapsed = time.monotonic() - started

@@ -79,3 +79,51 @@ def test_a_kill_9_loses_nothing_appended(tmp_path: Path) -> None:
     assert done.returncode == -9
     rows = Spool(path, max_bytes=10_000_000).read(after=0, limit=5000)
     assert [int(r.payload) for r in rows] == list(range(2000))
+
+
+GROUP_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from edge.mqtt import Spool
+spool = Spool(Path(sys.argv[1]), max_bytes=10_000_000, batch_events=100, batch_ms=60_000)
+for i in range(1050):  # 10 full batches commit by themselves, 50 stay buffered
+    spool.append("events", "t", lambda n: str(n).encode(), defer=True)
+print(spool.pending, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_group_commit_a_kill_9_loses_only_the_uncommitted_batch(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-c", GROUP_WRITER, str(path)], check=False, capture_output=True
+    )
+    assert done.returncode == -9 and done.stdout == b"50\n"
+    spool = Spool(path, max_bytes=10_000_000)
+    assert [int(r.payload) for r in spool.read(after=0, limit=5000)] == list(range(1000))
+    # the lost rows' seqs were never published: the stream goes on after the committed ones
+    assert spool.append("events", "t", lambda n: b"") == 1000
+
+
+def test_deferred_rows_are_invisible_until_committed_and_counted_in_depth(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=10_000, batch_ms=60_000)
+    woken: list[int] = []
+    spool.on_commit(lambda: woken.append(spool.pending))
+    assert spool.append("events", "t", lambda n: b"ab", defer=True) == 0
+    assert spool.read(after=0, limit=10) == [] and spool.stats()["depth"] == 1
+    assert spool.commit() == 1 and woken == [0]
+    assert [r.payload for r in spool.read(after=0, limit=10)] == [b"ab"]
+    spool.append("events", "t", lambda n: b"cd", defer=True)
+    assert spool.next_seq("info") == 0  # a committed write takes the buffered rows along
+    assert [r.payload for r in spool.read(after=0, limit=10)] == [b"ab", b"cd"]
+
+
+def test_drop_oldest_reaches_into_the_buffered_rows(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", max_bytes=100, batch_ms=60_000)
+    for _ in range(25):
+        spool.append("events", "t", lambda n: f"{n:09d}".encode(), defer=True)
+    spool.commit()
+    assert [int(r.payload) for r in spool.read(after=0, limit=100)] == list(range(14, 25))
+    assert spool.stats()["dropped"] == 14 and spool.stats()["bytes"] == 99
