@@ -42,6 +42,7 @@ class BatchRunner:
         self.capacity = -(-capacity // chunk) * chunk
         # A preprocess that quantizes as it goes says so with its dtype (frame_preprocess).
         dtype = np.dtype(getattr(preprocess, "dtype", np.float32))
+        self.dtype = dtype
         self._buffer = np.zeros((self.capacity, *self.item_shape), dtype)
         if self.fixed is not None and capacity > 1:
             log.info(
@@ -67,6 +68,19 @@ class BatchRunner:
         """The preprocessed input in ``slot`` (a view: valid until the next batch)."""
         view: np.ndarray = self._buffer[slot]
         return view
+
+    def run_one(self, array: np.ndarray) -> list[np.ndarray]:
+        """Run one item straight from ``array`` (no copy into the batch buffer unless the
+        model's batch is fixed above 1); its outputs, batch axis gone."""
+        if array.shape != self.item_shape:
+            raise InputError(
+                f"preprocessing gave shape {list(array.shape)}; the model "
+                f"{self.runner.origin} takes items of shape {list(self.item_shape)}"
+            )
+        if self.fixed is not None and self.fixed > 1:
+            self._buffer[0] = array
+            return self.run(1)[0]
+        return [_row(output, 0) for output in self.runner.run(array[np.newaxis])]
 
     def run(self, count: int) -> list[list[np.ndarray]]:
         """Run the first ``count`` slots; per item, the model's outputs (batch axis gone)."""

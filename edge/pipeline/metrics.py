@@ -61,6 +61,31 @@ class StageMetrics:
             self._samples[stage].append(seconds)
             self._totals[stage] += 1
 
+    def record_many(self, stage: str, values: list[float]) -> None:
+        """Several timings of ``stage`` under one lock (a chunk of frames)."""
+        with self._lock:
+            self._samples[stage].extend(values)
+            self._totals[stage] += len(values)
+
+    def record_inference(self, seconds: float, size: int) -> None:
+        """One micro-batch of ``size`` items ran in ``seconds``."""
+        with self._lock:
+            self._samples["inference"].append(seconds)
+            self._totals["inference"] += 1
+            self._counters["batches"] += 1
+            self._batches.append(size)
+
+    def record_processed(self, sink_seconds: float) -> None:
+        """One result went through the sinks in ``sink_seconds``: ``sink`` and
+        ``processed`` under one lock."""
+        with self._lock:
+            self._samples["sink"].append(sink_seconds)
+            self._totals["sink"] += 1
+            self._counters["processed"] += 1
+            now = self._clock()
+            self._done.append((now, 1))
+            self._prune(now)
+
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to a counter (one of COUNTERS); ``processed`` also feeds the fps."""
         with self._lock:

@@ -1,12 +1,14 @@
-"""The concurrent pipeline: capture and preprocess -> queue -> micro-batch, inference,
-postprocess -> queue -> sinks.
+"""The concurrent pipeline: capture and preprocess -> channel -> inference lanes
+(micro-batch, invoke, postprocess) -> queue -> sinks, in frame order.
 
 Threads: ``feed(source)`` runs a capture thread (or the caller submits frames itself),
-which also preprocesses each frame, so resizing the next frame overlaps running this
-one; one inference thread copies items into the batch buffer, runs the batch and
-postprocesses each item; one sink thread hands results to the sinks in order.
-The capture queue applies the drop policy; the result queue blocks, so slow sinks push
-back on inference and, through it, on capture, where the policy decides.
+which also preprocesses each frame into a pooled buffer, so resizing the next frame
+overlaps running this one; one inference lane per runner (edge.pipeline.lanes: one
+interpreter with N threads is one lane, N interpreters of one thread are N lanes) takes
+chunks of frames, runs and postprocesses them; one sink thread puts the lanes' results
+back in frame order and hands them to the sinks. The capture channel applies the drop
+policy; the result queue blocks, so slow sinks push back on inference and, through it,
+on capture, where the policy decides.
 
 A frame that fails a stage is logged and counted and the others go on; a runner that
 fails ``max_runner_failures`` batches in a row sets :attr:`Pipeline.error` (the daemon
@@ -15,12 +17,12 @@ decides: reload with :meth:`Pipeline.swap_runner`, or exit).
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from time import perf_counter
 
 import numpy as np
@@ -28,40 +30,28 @@ import numpy as np
 from edge.pipeline.batching import BatchRunner, Preprocess
 from edge.pipeline.capture import read_source
 from edge.pipeline.config import PipelineConfig, PipelineError
+from edge.pipeline.lanes import BufferPool, Chunk, Item, Lane
 from edge.pipeline.metrics import StageMetrics
-from edge.pipeline.queues import (
-    POLL_S,
-    STOP,
-    FailureLog,
-    Stop,
-    empty_out,
-    put_until,
-    take_batch,
-    time_left,
-)
+from edge.pipeline.queues import POLL_S, Channel, FailureLog, Stop, empty_out, time_left
 from edge.pipeline.sinkworker import SinkWorker
 from edge.postprocess.factory import Postprocess
-from edge.postprocess.results import Result
 from edge.runtime.runner import ModelRunner
 from edge.sinks.base import Sink
 from edge.sources.base import Source
 from edge.sources.frames import Frame
 
+Runners = ModelRunner | Sequence[ModelRunner]
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Item:
-    frame: Frame
-    entered: float  # perf_counter() when it was queued
-    tensor: np.ndarray  # the model input, made on the capture thread
 
 
 class Pipeline:
     """Runs frames through ``runner`` on worker threads; see the module docstring.
 
-    ``preprocess(frame)`` returns the model input for one item; it runs on the thread
-    that submits the frame.
+    ``runner`` is one ModelRunner (one lane) or several (one lane each: interpreters of
+    the same model; results come out in frame order all the same).
+    ``preprocess(frame, *, out=buffer)`` writes the model input for one item into
+    ``out`` (a pooled buffer) and returns it, or ``preprocess(frame)`` returns it; it
+    runs on the thread that submits the frame.
     ``postprocess(outputs, frame, model_input)`` makes the Result. ``live`` resolves the
     ``auto`` drop policy. Use ``start()`` (or ``with``), then ``feed(source)`` or
     ``submit(frame)``, then ``stop()``.
@@ -69,7 +59,7 @@ class Pipeline:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: Runners,
         *,
         preprocess: Preprocess,
         postprocess: Postprocess,
@@ -82,23 +72,49 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.policy = self.config.policy_for(live=live)
         self.metrics = metrics or StageMetrics()
-        self.error: Exception | None = None
+        self._source_error: Exception | None = None
         self._preprocess = preprocess
-        self._postprocess = postprocess
-        self._batcher = BatchRunner(runner, self.config.batch_size, preprocess)
-        self._next: BatchRunner | None = None
-        self._failures, self._failure_limit = 0, max(1, max_runner_failures)
-        self._runner_error: Exception | None = None
-        self._frames: queue.Queue[_Item | Stop] = queue.Queue(self.config.queue_size)
-        self._results: queue.Queue[list[Result] | Stop] = queue.Queue(self.config.queue_size)
+        self._takes_out = _takes_out(preprocess)
+        runners = _as_list(runner)
+        size = self.config.batch_size
+        batchers = [BatchRunner(r, size, preprocess) for r in runners]
+        chunk = max(1, min(self.config.queue_size, 64))  # frames one lane takes at once
+        # every frame queued or in a lane holds a buffer, plus the one being preprocessed
+        lanes_hold = len(runners) * (size if size > 1 else chunk)
+        first = batchers[0]
+        self._pool = BufferPool(
+            first.item_shape, first.dtype, self.config.queue_size + lanes_hold + 1
+        )
+        self._frames: Channel[Item] = Channel(self.config.queue_size)
+        self._results: queue.Queue[Chunk | Stop] = queue.Queue(self.config.queue_size)
         self._capture_stop, self._abort = threading.Event(), threading.Event()
         self._source_done = threading.Event()
-        self._put_lock, self._swap_lock = threading.Lock(), threading.Lock()
+        self._failed = FailureLog(log)
+        self._lanes = [
+            Lane(
+                i,
+                batcher,
+                frames=self._frames,
+                results=self._results,
+                pool=self._pool,
+                postprocess=postprocess,
+                metrics=self.metrics,
+                abort=self._abort,
+                failed=self._failed,
+                batch_size=size,
+                batch_wait_s=self.config.batch_wait_ms / 1000.0,
+                chunk=chunk,
+                max_failures=max_runner_failures,
+            )
+            for i, batcher in enumerate(batchers)
+        ]
+        self._put_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._feeder: threading.Thread | None = None
         self._state = "new"
-        self._failed = FailureLog(log)
-        self._sinks = SinkWorker(sinks, self._results, self.metrics, self._abort, self._failed)
+        self._sinks = SinkWorker(
+            sinks, self._results, self.metrics, self._abort, self._failed, lanes=len(self._lanes)
+        )
         self.metrics.watch_queue("frames", self._frames.qsize)
         self.metrics.watch_queue("results", self._results.qsize)
 
@@ -108,21 +124,36 @@ class Pipeline:
 
     @property
     def runner(self) -> ModelRunner:
-        """The runner in use (a swapped-in runner shows here once it took over)."""
-        return self._batcher.runner
+        """The first lane's runner in use (a swapped-in runner shows once it took over)."""
+        return self._lanes[0].runner
+
+    @property
+    def runners(self) -> tuple[ModelRunner, ...]:
+        return tuple(lane.runner for lane in self._lanes)
+
+    @property
+    def error(self) -> Exception | None:
+        """The source's failure, or a lane's runner that keeps failing; None while fine."""
+        if self._source_error is not None:
+            return self._source_error
+        return next((lane.error for lane in self._lanes if lane.error is not None), None)
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> Pipeline:
         if self._state != "new":
             raise PipelineError(f"start(): the pipeline is {self._state}; make a new one")
         self._state = "running"
-        for name, target in (("infer", self._infer_loop), ("sink", self._sinks.run)):
+        targets = [(f"infer-{lane.index}", lane.run) for lane in self._lanes]
+        for name, target in [*targets, ("sink", self._sinks.run)]:
             thread = threading.Thread(target=target, name=f"pipeline-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
         log.info(
-            "pipeline started: %s, %s, batch %d (wait %.1f ms), queue %d",
+            "pipeline started: %s, %d lane(s) of %d thread(s), %s, batch %d (wait %.1f ms), "
+            "queue %d",
             self.runner.origin,
+            len(self._lanes),
+            self.runner.threads,
             self.policy,
             self.config.batch_size,
             self.config.batch_wait_ms,
@@ -159,35 +190,53 @@ class Pipeline:
         # Preprocess here, on the caller's (capture) thread: OpenCV and the interpreter
         # both release the GIL, so the next frame's resize overlaps this frame's invoke.
         start = perf_counter()
+        buffer = self._pool.take() if self._takes_out else None
         try:
-            tensor = np.asarray(self._preprocess(frame))
+            if buffer is not None:
+                tensor = np.asarray(self._preprocess(frame, out=buffer))
+            else:
+                tensor = np.asarray(self._preprocess(frame))
         except Exception as exc:
-            self._item_failed("preprocess", frame, exc)
+            if buffer is not None:
+                self._pool.give(buffer)
+            self.metrics.count("errors")
+            self._failed("preprocess", f"frame {frame.seq} from {frame.source}", exc)
             return True
+        pooled = buffer is not None and tensor is buffer
+        if buffer is not None and not pooled:
+            self._pool.give(buffer)
         entered = perf_counter()
         self.metrics.record("preprocess", entered - start)
-        item = _Item(frame, entered, tensor)
+        item = Item(frame, entered, tensor, pooled)
         if self.policy == "drop_oldest":
             with self._put_lock:
-                while not self._capture_stop.is_set():
-                    try:
-                        self._frames.put_nowait(item)
-                        return True
-                    except queue.Full:
-                        self._drop_oldest()
-        elif put_until(self._frames, item, self._capture_stop):
+                if not self._capture_stop.is_set():
+                    old = self._frames.offer(item)
+                    if old is not None:
+                        self._dropped(old)
+                    return True
+        elif self._frames.put(item, self._capture_stop):
             return True
+        if pooled:
+            self._pool.give(tensor)
         self.metrics.count("dropped")
         return False
 
-    def swap_runner(self, runner: ModelRunner) -> None:
-        """Use ``runner`` from the next batch on (the current batch finishes on the old
-        one). Raises ConfigError at once when the pipeline cannot feed it."""
-        batcher = BatchRunner(runner, self.config.batch_size, self._preprocess)
-        with self._swap_lock:
-            self._next = batcher
-        if self._state != "running":
-            self._take_swap()
+    def swap_runner(self, runner: Runners) -> None:
+        """Use ``runner`` (one per lane: as many as the pipeline was built with) from the
+        next batch on (the current batch finishes on the old one). Raises ConfigError at
+        once when the pipeline cannot feed it."""
+        runners = _as_list(runner)
+        if len(runners) != len(self._lanes):
+            raise PipelineError(
+                f"swap_runner(): the pipeline has {len(self._lanes)} lane(s), got "
+                f"{len(runners)} runner(s); restart the pipeline to change the parallelism"
+            )
+        batchers = [BatchRunner(r, self.config.batch_size, self._preprocess) for r in runners]
+        for lane, batcher in zip(self._lanes, batchers, strict=True):
+            lane.swap(batcher)
+            if self._state != "running":
+                lane.take_swap()
 
     def stop(self, drain: bool = True, timeout: float = 5.0) -> bool:
         """Stop capture; with ``drain`` finish the queued frames, then stop the workers,
@@ -203,12 +252,10 @@ class Pipeline:
         self._capture_stop.set()
         if self._feeder is not None:
             self._feeder.join(time_left(deadline))
-        if drain:
-            with self._put_lock:
-                if not put_until(self._frames, STOP, self._abort, deadline):
-                    self._abort.set()
-        else:
+        if not drain:
             self._abort.set()
+        with self._put_lock:
+            self._frames.close()
         for thread in self._threads:
             thread.join(time_left(deadline))
         if any(t.is_alive() for t in self._threads):
@@ -219,8 +266,8 @@ class Pipeline:
         if stuck:
             log.warning("pipeline: %s still busy after %.1f s (a long invoke?)", stuck, timeout)
         else:
-            frames, results = empty_out(self._frames), empty_out(self._results)
-            dropped = len(frames) + sum(len(batch) for batch in results)
+            frames, chunks = self._frames.drain(), empty_out(self._results)
+            dropped = len(frames) + sum(r is not None for _, made in chunks for r in made)
             if dropped:
                 self.metrics.count("dropped", dropped)
         self._state = "stopped"
@@ -240,96 +287,28 @@ class Pipeline:
         try:
             error = read_source(source, self.submit, self._capture_stop, self.metrics, read_timeout)
             if error is not None:
-                self.error = error
+                self._source_error = error
         finally:
             self._source_done.set()
 
-    def _drop_oldest(self) -> None:
-        try:
-            old = self._frames.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(old, _Item):
-            self.metrics.count("dropped")
-            log.debug("pipeline: queue full, dropped frame %d", old.frame.seq)
+    def _dropped(self, old: Item) -> None:
+        if old.pooled:
+            self._pool.give(old.tensor)
+        self.metrics.count("dropped")
+        log.debug("pipeline: queue full, dropped frame %d", old.frame.seq)
 
-    # -- inference --------------------------------------------------------------------
-    def _infer_loop(self) -> None:
-        try:
-            done = False
-            size, wait = self.config.batch_size, self.config.batch_wait_ms / 1000.0
-            while not done:
-                items, done = take_batch(self._frames, size, wait, self._abort, self._take_swap)
-                if items:
-                    self._run_batch(items)
-        finally:
-            put_until(self._results, STOP, self._abort)
 
-    def _run_batch(self, items: list[_Item]) -> None:
-        self._take_swap()
-        batcher = self._batcher
-        ready: list[_Item] = []
-        for item in items:
-            start = perf_counter()
-            self.metrics.record("queue_wait", start - item.entered)
-            try:
-                batcher.put(len(ready), item.tensor)
-            except Exception as exc:
-                self._item_failed("preprocess", item.frame, exc)
-                continue
-            ready.append(item)
-        if not ready:
-            return
-        if self._abort.is_set():
-            self.metrics.count("dropped", len(ready))
-            return
-        start = perf_counter()
-        try:
-            outputs = batcher.run(len(ready))
-        except Exception as exc:
-            self._runner_failed(batcher.runner, exc, len(ready))
-            return
-        self.metrics.record("inference", perf_counter() - start)
-        self.metrics.record_batch(len(ready))
-        self._failures = 0
-        results: list[Result] = []
-        for slot, (item, item_outputs) in enumerate(zip(ready, outputs, strict=True)):
-            start = perf_counter()
-            try:
-                result = self._postprocess(item_outputs, item.frame, batcher.item_input(slot))
-                done = perf_counter()
-                result = replace(result, latency_ms=(done - item.entered) * 1e3)
-            except Exception as exc:
-                self._item_failed("postprocess", item.frame, exc)
-                continue
-            self.metrics.record("postprocess", done - start)
-            results.append(result)
-        if results and not put_until(self._results, results, self._abort):
-            self.metrics.count("dropped", len(results))
+def _as_list(runner: Runners) -> list[ModelRunner]:
+    runners = [runner] if isinstance(runner, ModelRunner) else list(runner)
+    if not runners:
+        raise PipelineError("the pipeline needs at least one runner")
+    return runners
 
-    def _item_failed(self, stage: str, frame: Frame, exc: Exception) -> None:
-        self.metrics.count("errors")
-        self._failed(stage, f"frame {frame.seq} from {frame.source}", exc)
 
-    def _runner_failed(self, runner: ModelRunner, exc: Exception, count: int) -> None:
-        self.metrics.count("errors", count)
-        self._failures += 1
-        self._failed("inference", f"a batch of {count} on {runner.origin}", exc)
-        if self._failures >= self._failure_limit and self.error is None:
-            self.error = self._runner_error = PipelineError(
-                f"{runner.origin}: inference failed {self._failures} batches in a row "
-                f"({type(exc).__name__}: {exc}); frames count as errors until the runner "
-                "is replaced (swap_runner) or the pipeline stopped"
-            )
-            log.error("pipeline: %s", self.error)
-
-    def _take_swap(self) -> None:
-        with self._swap_lock:
-            batcher, self._next = self._next, None
-        if batcher is None:
-            return
-        old, self._batcher = self._batcher.runner.origin, batcher
-        self._failures = 0
-        if self.error is not None and self.error is self._runner_error:
-            self.error = None
-        log.info("pipeline: runner swapped: %s -> %s", old, batcher.runner.origin)
+def _takes_out(preprocess: Preprocess) -> bool:
+    """Whether ``preprocess`` accepts ``out=`` (writes into a given buffer)."""
+    try:
+        parameters = inspect.signature(preprocess).parameters
+    except (TypeError, ValueError):
+        return False
+    return "out" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -1,5 +1,5 @@
-"""Small helpers the pipeline's threads share: the stop token, cancellable puts,
-emptying a queue, and failure logging that does not flood the journal."""
+"""Small helpers the pipeline's threads share: the stop token, the frame channel,
+cancellable puts, emptying a queue, and failure logging that does not flood the journal."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 POLL_S = 0.05  # how often a blocked thread looks at the stop flags
 T = TypeVar("T")
@@ -24,6 +25,101 @@ class Stop(enum.Enum):
 
 
 STOP = Stop.TOKEN
+
+
+class Channel(Generic[T]):
+    """A bounded FIFO between the capture thread and the inference lanes.
+
+    Unlike queue.Queue a taker gets every item waiting (up to a limit) under one lock
+    acquisition, numbered in the order taken (``take`` returns the first number), so
+    the hand-off costs one wake-up per chunk instead of one per frame and several lanes
+    can take from it while the sink stage puts their results back in order. ``close``
+    is the stop token: takers get what is left, then an empty chunk.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._taken = 0  # how many items were taken so far: the next chunk's first number
+        self.closed = False
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def offer(self, item: T) -> T | None:
+        """Put without waiting; when full, the oldest item makes room and is returned."""
+        with self._lock:
+            old = self._items.popleft() if len(self._items) >= self.capacity else None
+            self._items.append(item)
+            self._not_empty.notify()
+            return old
+
+    def put(self, item: T, cancel: threading.Event, deadline: float | None = None) -> bool:
+        """Put, waiting for room; False once ``cancel`` is set or ``deadline`` passed."""
+        with self._lock:
+            while len(self._items) >= self.capacity:
+                left = time_left(deadline)
+                if cancel.is_set() or (left is not None and left <= 0):
+                    return False
+                self._not_full.wait(POLL_S if left is None else min(POLL_S, left))
+            if cancel.is_set():
+                return False
+            self._items.append(item)
+            self._not_empty.notify()
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._not_empty.notify_all()
+
+    def take(
+        self, limit: int, abort: threading.Event, idle: Callable[[], None]
+    ) -> tuple[int, list[T]]:
+        """Wait for an item (calling ``idle`` every POLL_S); then every waiting item up to
+        ``limit``, with the number of the first. An empty list: closed and empty, or
+        ``abort`` set."""
+        with self._lock:
+            while not self._items:
+                if self.closed or abort.is_set():
+                    return self._taken, []
+                if not self._not_empty.wait(POLL_S):
+                    self._lock.release()
+                    try:
+                        idle()
+                    finally:
+                        self._lock.acquire()
+            count = min(limit, len(self._items))
+            chunk = [self._items.popleft() for _ in range(count)]
+            first, self._taken = self._taken, self._taken + count
+            self._not_full.notify(count)
+            if self._items or self.closed:
+                self._not_empty.notify()  # another lane may take the rest (or see the end)
+            return first, chunk
+
+    def more(self, limit: int, until: float) -> tuple[int, list[T]]:
+        """Wait until ``until`` (perf_counter) for ``limit`` items, then take up to that
+        many, with the number of the first (another lane may have taken in between)."""
+        with self._lock:
+            while len(self._items) < limit and not self.closed:
+                left = until - perf_counter()
+                if left <= 0 or not self._not_empty.wait(left):
+                    break
+            count = min(limit, len(self._items))
+            chunk = [self._items.popleft() for _ in range(count)]
+            first, self._taken = self._taken, self._taken + count
+            self._not_full.notify(count)
+            return first, chunk
+
+    def drain(self) -> list[T]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            self._not_full.notify_all()
+            return items
 
 
 def time_left(deadline: float | None) -> float | None:

@@ -34,6 +34,8 @@ class NullSink:
 
 
 def copy_in(frame, *, out=None):  # type: ignore[no-untyped-def]
+    if out is None:
+        return np.asarray(frame.data)
     np.copyto(out, frame.data)
     return out
 
