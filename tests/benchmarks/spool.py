@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import yaml
 
-from edge.textable import render_table
+from edge.common.textable import render_table
 from tests.broker import Mosquitto
 from tests.models import digits_models
 
@@ -111,7 +111,7 @@ def edge_run(folder: Path, port: int, model: Path, video: Path) -> dict[str, Any
     arrivals = Arrivals(port, TOPIC)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "run", "--config", str(path), "--json-status"],
+        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(path), "--json-status"],
         capture_output=True,
         text=True,
         timeout=300,
