@@ -4,7 +4,7 @@ chunks of frames from the shared channel, running them and handing the results o
 With one lane this is the classic single inference thread. With several (one
 interpreter each, ``runtime.parallelism``), the lanes take from the same channel as
 they get free, so they stay balanced; every chunk carries the numbers its frames were
-taken under, and the sink stage puts the results back in frame order (SinkWorker).
+taken under, and the sink stage puts the results back in frame order (SinkStage).
 
 The hot path avoids per-frame allocation and locking where it can: inputs are
 preprocessed into buffers from a bounded pool (``BufferPool``), a chunk's timings go
@@ -15,7 +15,6 @@ directly (no copy into a batch buffer).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections import deque
 from dataclasses import dataclass, replace
@@ -26,7 +25,8 @@ import numpy as np
 from edge.pipeline.batching import BatchRunner
 from edge.pipeline.config import PipelineError
 from edge.pipeline.metrics import StageMetrics
-from edge.pipeline.queues import STOP, Channel, FailureLog, Stop, put_until
+from edge.pipeline.queues import POLL_S, Channel, FailureLog
+from edge.pipeline.sinkworker import FLUSH_IDLE_S, SinkStage
 from edge.postprocess.factory import Postprocess
 from edge.postprocess.results import Result
 from edge.runtime.runner import ModelRunner
@@ -72,7 +72,7 @@ class Lane:
         batcher: BatchRunner,
         *,
         frames: Channel[Item],
-        results: queue.Queue[Chunk | Stop],
+        sinks: SinkStage,
         pool: BufferPool,
         postprocess: Postprocess,
         metrics: StageMetrics,
@@ -84,7 +84,7 @@ class Lane:
         max_failures: int,
     ) -> None:
         self.index, self.batcher = index, batcher
-        self._frames, self._results, self._pool = frames, results, pool
+        self._frames, self._sinks, self._pool = frames, sinks, pool
         self._postprocess, self._metrics = postprocess, metrics
         self._abort, self._failed = abort, failed
         self._batch, self._wait, self._chunk = batch_size, batch_wait_s, chunk
@@ -115,29 +115,31 @@ class Lane:
             )
 
     def run(self) -> None:
-        try:
-            limit = self._batch if self._batch > 1 else self._chunk
-            while True:
-                first, items = self._frames.take(limit, self._abort, self.take_swap)
-                if not items:
-                    return
-                self.take_swap()
-                groups = [(first, items)]
-                if len(items) < self._batch and self._wait > 0:
-                    until = items[0].entered + self._wait
-                    more = self._frames.more(self._batch - len(items), until)
-                    if more[1]:
-                        groups.append(more)
-                ready = [item for _, group in groups for item in group]
-                made = self._process(ready)
-                at = 0
-                for start, group in groups:
-                    chunk = (start, made[at : at + len(group)])
-                    at += len(group)
-                    if not put_until(self._results, chunk, self._abort):
-                        self._metrics.count("dropped", sum(r is not None for r in chunk[1]))
-        finally:
-            put_until(self._results, STOP, self._abort)
+        limit = self._batch if self._batch > 1 else self._chunk
+        while True:
+            first, items = self._frames.take(limit, self._abort, self._idle, self._idle_s)
+            if not items:
+                return
+            self.take_swap()
+            groups = [(first, items)]
+            if len(items) < self._batch and self._wait > 0:
+                until = items[0].entered + self._wait
+                more = self._frames.more(self._batch - len(items), until)
+                if more[1]:
+                    groups.append(more)
+            ready = [item for _, group in groups for item in group]
+            made = self._process(ready)
+            at = 0
+            for start, group in groups:
+                self._sinks.offer(start, made[at : at + len(group)])
+                at += len(group)
+
+    def _idle(self) -> None:
+        self.take_swap()
+        self._sinks.idle()
+
+    def _idle_s(self) -> float:
+        return FLUSH_IDLE_S if self._sinks.unflushed else POLL_S
 
     # -- one chunk ----------------------------------------------------------------------
     def _process(self, items: list[Item]) -> list[Result | None]:
@@ -166,10 +168,18 @@ class Lane:
         except Exception as exc:
             self._runner_failed(exc, 1)
             return None
-        done = perf_counter()
-        self._metrics.record_inference(done - start, 1)
+        ran = perf_counter()
         self.failures = 0
-        return self._post(item, outputs, item.tensor, done)
+        try:
+            result = self._postprocess(outputs, item.frame, item.tensor)
+            done = perf_counter()
+            result = replace(result, latency_ms=(done - item.entered) * 1e3)
+        except Exception as exc:
+            self._metrics.record_inference(ran - start, 1)
+            self._item_failed("postprocess", item.frame, exc)
+            return None
+        self._metrics.record_item(ran - start, done - ran)
+        return result
 
     def _batched(self, items: list[Item], made: list[Result | None]) -> None:
         batcher, ready = self.batcher, list[int]()

@@ -67,6 +67,23 @@ class StageMetrics:
             self._samples[stage].extend(values)
             self._totals[stage] += len(values)
 
+    def record_submitted(self, preprocess_s: float) -> None:
+        """A frame was offered (``frames_in``) and preprocessed in ``preprocess_s``."""
+        with self._lock:
+            self._counters["frames_in"] += 1
+            self._samples["preprocess"].append(preprocess_s)
+            self._totals["preprocess"] += 1
+
+    def record_item(self, inference_s: float, postprocess_s: float) -> None:
+        """A batch of one: its inference and its postprocessing, under one lock."""
+        with self._lock:
+            self._samples["inference"].append(inference_s)
+            self._totals["inference"] += 1
+            self._counters["batches"] += 1
+            self._batches.append(1)
+            self._samples["postprocess"].append(postprocess_s)
+            self._totals["postprocess"] += 1
+
     def record_inference(self, seconds: float, size: int) -> None:
         """One micro-batch of ``size`` items ran in ``seconds``."""
         with self._lock:

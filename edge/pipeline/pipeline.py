@@ -1,14 +1,14 @@
 """The concurrent pipeline: capture and preprocess -> channel -> inference lanes
-(micro-batch, invoke, postprocess) -> queue -> sinks, in frame order.
+(micro-batch, invoke, postprocess) -> sinks, in frame order.
 
 Threads: ``feed(source)`` runs a capture thread (or the caller submits frames itself),
 which also preprocesses each frame into a pooled buffer, so resizing the next frame
 overlaps running this one; one inference lane per runner (edge.pipeline.lanes: one
 interpreter with N threads is one lane, N interpreters of one thread are N lanes) takes
-chunks of frames, runs and postprocesses them; one sink thread puts the lanes' results
-back in frame order and hands them to the sinks. The capture channel applies the drop
-policy; the result queue blocks, so slow sinks push back on inference and, through it,
-on capture, where the policy decides.
+chunks of frames, runs and postprocesses them and hands the results to the sink stage
+(edge.pipeline.sinkworker), which puts them back in frame order and calls the sinks on
+the lane's thread, one lane at a time. The capture channel applies the drop policy; a
+slow sink holds the lanes back and, through them, capture, where the policy decides.
 
 A frame that fails a stage is logged and counted and the others go on; a runner that
 fails ``max_runner_failures`` batches in a row sets :attr:`Pipeline.error` (the daemon
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -30,10 +29,10 @@ import numpy as np
 from edge.pipeline.batching import BatchRunner, Preprocess
 from edge.pipeline.capture import read_source
 from edge.pipeline.config import PipelineConfig, PipelineError
-from edge.pipeline.lanes import BufferPool, Chunk, Item, Lane
+from edge.pipeline.lanes import BufferPool, Item, Lane
 from edge.pipeline.metrics import StageMetrics
-from edge.pipeline.queues import POLL_S, Channel, FailureLog, Stop, empty_out, time_left
-from edge.pipeline.sinkworker import SinkWorker
+from edge.pipeline.queues import POLL_S, Channel, FailureLog, time_left
+from edge.pipeline.sinkworker import SinkStage
 from edge.postprocess.factory import Postprocess
 from edge.runtime.runner import ModelRunner
 from edge.sinks.base import Sink
@@ -86,16 +85,16 @@ class Pipeline:
             first.item_shape, first.dtype, self.config.queue_size + lanes_hold + 1
         )
         self._frames: Channel[Item] = Channel(self.config.queue_size)
-        self._results: queue.Queue[Chunk | Stop] = queue.Queue(self.config.queue_size)
         self._capture_stop, self._abort = threading.Event(), threading.Event()
         self._source_done = threading.Event()
         self._failed = FailureLog(log)
+        self._sinks = SinkStage(sinks, self.metrics, self._abort, self._failed)
         self._lanes = [
             Lane(
                 i,
                 batcher,
                 frames=self._frames,
-                results=self._results,
+                sinks=self._sinks,
                 pool=self._pool,
                 postprocess=postprocess,
                 metrics=self.metrics,
@@ -112,11 +111,8 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._feeder: threading.Thread | None = None
         self._state = "new"
-        self._sinks = SinkWorker(
-            sinks, self._results, self.metrics, self._abort, self._failed, lanes=len(self._lanes)
-        )
         self.metrics.watch_queue("frames", self._frames.qsize)
-        self.metrics.watch_queue("results", self._results.qsize)
+        self.metrics.watch_queue("results", self._sinks.waiting)
 
     @property
     def sinks(self) -> tuple[Sink, ...]:
@@ -144,7 +140,7 @@ class Pipeline:
             raise PipelineError(f"start(): the pipeline is {self._state}; make a new one")
         self._state = "running"
         targets = [(f"infer-{lane.index}", lane.run) for lane in self._lanes]
-        for name, target in [*targets, ("sink", self._sinks.run)]:
+        for name, target in targets:
             thread = threading.Thread(target=target, name=f"pipeline-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -186,7 +182,6 @@ class Pipeline:
         under block this waits for room."""
         if self._state == "new":
             raise PipelineError("submit(): start() the pipeline first")
-        self.metrics.count("frames_in")
         # Preprocess here, on the caller's (capture) thread: OpenCV and the interpreter
         # both release the GIL, so the next frame's resize overlaps this frame's invoke.
         start = perf_counter()
@@ -199,6 +194,7 @@ class Pipeline:
         except Exception as exc:
             if buffer is not None:
                 self._pool.give(buffer)
+            self.metrics.count("frames_in")
             self.metrics.count("errors")
             self._failed("preprocess", f"frame {frame.seq} from {frame.source}", exc)
             return True
@@ -206,7 +202,7 @@ class Pipeline:
         if buffer is not None and not pooled:
             self._pool.give(buffer)
         entered = perf_counter()
-        self.metrics.record("preprocess", entered - start)
+        self.metrics.record_submitted(entered - start)
         item = Item(frame, entered, tensor, pooled)
         if self.policy == "drop_oldest":
             with self._put_lock:
@@ -266,10 +262,10 @@ class Pipeline:
         if stuck:
             log.warning("pipeline: %s still busy after %.1f s (a long invoke?)", stuck, timeout)
         else:
-            frames, chunks = self._frames.drain(), empty_out(self._results)
-            dropped = len(frames) + sum(r is not None for _, made in chunks for r in made)
-            if dropped:
-                self.metrics.count("dropped", dropped)
+            self._sinks.finish()
+            frames = self._frames.drain()
+            if frames:
+                self.metrics.count("dropped", len(frames))
         self._state = "stopped"
         counters = self.metrics.snapshot()["counters"]
         log.info("pipeline stopped: %s", ", ".join(f"{k} {v}" for k, v in counters.items()))

@@ -77,16 +77,20 @@ class Channel(Generic[T]):
             self._not_empty.notify_all()
 
     def take(
-        self, limit: int, abort: threading.Event, idle: Callable[[], None]
+        self,
+        limit: int,
+        abort: threading.Event,
+        idle: Callable[[], None],
+        idle_s: Callable[[], float] = lambda: POLL_S,
     ) -> tuple[int, list[T]]:
-        """Wait for an item (calling ``idle`` every POLL_S); then every waiting item up to
-        ``limit``, with the number of the first. An empty list: closed and empty, or
-        ``abort`` set."""
+        """Wait for an item (calling ``idle`` every ``idle_s()`` seconds); then every
+        waiting item up to ``limit``, with the number of the first. An empty list:
+        closed and empty, or ``abort`` set."""
         with self._lock:
             while not self._items:
                 if self.closed or abort.is_set():
                     return self._taken, []
-                if not self._not_empty.wait(POLL_S):
+                if not self._not_empty.wait(idle_s()):
                     self._lock.release()
                     try:
                         idle()
