@@ -64,6 +64,21 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--warmup-seconds", type=float, default=0.5, help="and this long [0.5]")
     p.add_argument("--backend", help="force a runtime: ai-edge-litert, tflite-runtime, tensorflow")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--pipeline",
+        metavar="SOURCE",
+        help="benchmark the whole path on SOURCE (a video, camera, folder ...): raw "
+        "interpreter, naive loop and the daemon side by side, with the ceiling",
+    )
+    p.add_argument(
+        "--parallelism",
+        action="append",
+        metavar="MODE",
+        help="with --pipeline: the daemon's parallelism to measure, repeat for several "
+        "[auto, threads, interpreters]",
+    )
+    p.add_argument("--frames", type=int, default=600, help="with --pipeline: frames [600]")
+    p.add_argument("--repeat", type=int, default=3, help="with --pipeline: runs of each [3]")
     p.set_defaults(handler=_cmd_bench)
 
 
@@ -129,10 +144,43 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from edge.common.textable import render_table
+    from edge.device.pipeline_bench import pipeline_table, run_pipeline_bench
+
+    if len(args.models) != 1 or args.frames < 2 or args.repeat < 1:
+        raise ConfigError(
+            "edge bench --pipeline SOURCE MODEL: one model, --frames >= 2, --repeat >= 1"
+        )
+    from edge.runtime.pool import check_parallelism
+
+    for mode in args.parallelism or ():
+        check_parallelism(mode, origin="--parallelism")
+    report = run_pipeline_bench(
+        args.models[0],
+        args.pipeline,
+        frames=args.frames,
+        repeat=args.repeat,
+        parallelism=args.parallelism or ["auto", "threads", "interpreters"],
+    )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{Path(report['model']).name} on {report['source']}: {report['frames']} frames, "
+        f"{report['cores']} cores, {report['repeat']} runs, load {report['load'][0]} -> "
+        f"{report['load'][1]}"
+    )
+    print(render_table(*pipeline_table(report)))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edge.common.textable import render_table
     from edge.device.bench import table_rows
 
+    if args.pipeline is not None:
+        return _cmd_bench_pipeline(args)
     thread_counts: list[int | None] = list(args.threads) if args.threads else [None]
     configs = [(model, threads) for model in args.models for threads in thread_counts]
     if len(configs) == 1:
@@ -246,6 +294,11 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("--threads", type=int, help="inference threads (default: every core)")
     p.add_argument(
+        "--parallelism",
+        metavar="MODE",
+        help="auto, threads, interpreters or LxT (L interpreters of T threads) [auto]",
+    )
+    p.add_argument(
         "--delegate",
         action="append",
         dest="delegates",
@@ -294,6 +347,8 @@ def _run_config(args: argparse.Namespace) -> Any:
         runtime["threads"] = args.threads
     if args.delegates:
         runtime["delegates"] = args.delegates
+    if args.parallelism is not None:
+        runtime["parallelism"] = args.parallelism
     if runtime:
         raw["runtime"] = runtime
     return parse_config(raw, origin=origin)

@@ -51,6 +51,11 @@ DEFAULT_DELEGATES: tuple[str | dict[str, Any], ...] = ("xnnpack", "builtin")
 class RuntimeSettings(_Settings):
     delegates: list[str | dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_DELEGATES))
     threads: int | None = Field(default=None, ge=1)
+    # auto | threads | interpreters | LxT (edge.runtime.pool); None: the profile's, or auto
+    parallelism: str | None = Field(
+        default=None, pattern=r"^(auto|threads|interpreters|[1-9]\d*x[1-9]\d*)$"
+    )
+    profile: str | None = None  # a device profile id or file: its parallelism is the default
     require_full_delegation: bool = False
     backend: Literal["ai-edge-litert", "tflite-runtime", "tensorflow"] | None = None
 

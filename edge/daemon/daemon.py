@@ -46,11 +46,12 @@ from edge.errors import EdgeError
 from edge.monitor import observers_for
 from edge.mqtt import MqttService, attach
 from edge.mqtt.schemas import Health
-from edge.pipeline import Pipeline
+from edge.pipeline import Pipeline, PipelineError
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
 from edge.postprocess.results import Result
 from edge.runtime import ModelRunner
+from edge.runtime.pool import Plan, invoke_ms, load_plan, plan, profile_parallelism
 from edge.runtime.preprocess import Quantization, spec_for_input
 from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
@@ -72,6 +73,12 @@ class RunLimits:
     max_frames: int | None = None
     duration_s: float | None = None
     report_every_s: float = 5.0
+
+
+def with_threads(config: EdgeConfig, threads: int) -> EdgeConfig:
+    """``config`` with ``runtime.threads`` set (one interpreter of the parallelism plan)."""
+    runtime = config.runtime.model_copy(update={"threads": threads})
+    return config.model_copy(update={"runtime": runtime})
 
 
 class Daemon:
@@ -96,6 +103,11 @@ class Daemon:
         self._reload = threading.Event()
         self._spec: ModelSpec | None = None
         self._runner: ModelRunner | None = None
+        # the interpreters of the model loaded last (the pipeline's lanes; [0] is _model's
+        # runner) and the parallelism plan they follow (edge.runtime.pool)
+        self._loaded: list[ModelRunner] = []
+        self.parallelism: Plan | None = None  # the running pipeline's
+        self._planned: Plan | None = None
         self._source: RetryingSource | None = None
         self._sinks: list[Sink] = []
         self._pipeline: Pipeline | None = None
@@ -112,7 +124,29 @@ class Daemon:
 
     # -- building -----------------------------------------------------------------------
     def _model(self, config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
-        return load_model_for(config)
+        """The spec and the first runner; every interpreter the parallelism plan asks
+        for is in ``self._loaded`` (the plan in ``self._planned``)."""
+        runtime = config.runtime
+        setting = runtime.parallelism or profile_parallelism(runtime.profile)
+        first = config
+        if runtime.threads is None and setting != "threads":  # measure on one thread
+            first = with_threads(config, 1)
+        spec, runner = load_model_for(first)
+        planned = plan(
+            setting,
+            threads=runtime.threads,
+            cost_ms=lambda: invoke_ms(runner),
+            delegate=runner.delegate,
+        )
+        self._loaded = load_plan(
+            planned, runner, lambda n: load_model_for(with_threads(config, n))[1]
+        )
+        self._planned = planned
+        return spec, self._loaded[0]
+
+    def _lanes(self, runner: ModelRunner) -> list[ModelRunner]:
+        """The interpreters that go with ``runner`` (the lanes of its pipeline)."""
+        return self._loaded if self._loaded and self._loaded[0] is runner else [runner]
 
     def _quant(self, spec: ModelSpec, runner: ModelRunner) -> Quantization | None:
         """Image models with an 8-bit input get frames quantized in the preprocessing pass;
@@ -135,8 +169,9 @@ class Daemon:
             post.last_frame, post.last_result = self._post.last_frame, self._post.last_result
             post.stats = self._post.stats  # counted across restarts, like the metrics
         self._post = post
+        self.parallelism = self._planned
         return Pipeline(
-            runner,
+            self._lanes(runner),
             preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
             postprocess=post,
             sinks=[FirstResult(self), *sinks],
@@ -184,7 +219,8 @@ class Daemon:
         self.status(
             f"running {self._spec.name} {self._spec.version} on "
             f"{self._runner.delegate} ({self._runner.backend.name} "
-            f"{self._runner.backend.version}, {self._runner.threads} threads) from "
+            f"{self._runner.backend.version}, {len(self._pipeline.runners)} interpreter(s) of "
+            f"{self._runner.threads} thread(s)) from "
             f"{self._source.description}"
         )
 
@@ -210,6 +246,7 @@ class Daemon:
             "runtime": runner.describe() if runner is not None else None,
             "postprocess": settings,
             "decoding": self._post.stats.snapshot() if self._post is not None else None,
+            "parallelism": self.parallelism.to_dict() if self.parallelism else None,
             "running": self._running,
         }
 
@@ -300,7 +337,10 @@ class Daemon:
                 and spec.preprocess == self._spec.preprocess
                 and self._quant(spec, runner) == self._quant(self._spec, self._runner)
             ):
-                self._pipeline.swap_runner(runner)
+                try:
+                    self._pipeline.swap_runner(self._lanes(runner))
+                except PipelineError:  # another number of interpreters: a new pipeline
+                    self._restart(config, spec, runner)
             else:
                 self._restart(config, spec, runner)
         finally:  # no pipeline feeds the retired ones now, even when the restart failed

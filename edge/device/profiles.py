@@ -142,6 +142,10 @@ class DeviceProfile(_Strict):
     default_quant: Literal["fp32", "dynamic", "fp16", "int8", "int16x8"]
     io_dtype: Literal["float", "int8", "uint8"]
     threads: StrictInt = Field(ge=1)
+    # the daemon's default runtime.parallelism on this device (edge.runtime.pool)
+    parallelism: StrictStr = Field(
+        default="auto", pattern=r"^(auto|threads|interpreters|[1-9]\d*x[1-9]\d*)$"
+    )
     runtime: RuntimeSpec
     camera: CameraDefaults
     notes: tuple[StrictStr, ...] = ()

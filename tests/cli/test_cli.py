@@ -170,3 +170,28 @@ def test_device_side_never_imports_tensorflow() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_bench_pipeline_puts_raw_naive_and_daemon_beside_the_ceiling(
+    digits: DigitsModels, tmp_path: Path
+) -> None:
+    from packager.samples.digits import DIGITS_SIDECAR, write_digits_video
+
+    model = tmp_path / "digits-int8.tflite"
+    model.write_bytes(digits.tflite["int8"].read_bytes())
+    model.with_suffix(".yaml").write_text(DIGITS_SIDECAR)
+    video = write_digits_video(tmp_path / "d.avi", digits.arrays()["x_test"][:40])
+    done = edge(
+        "bench", str(model), "--pipeline", str(video), "--frames", "40", "--repeat", "1",
+        "--parallelism", "auto", "--parallelism", "2x1", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    rows = report["rows"]
+    assert set(rows) >= {"decode+preprocess", "raw 1t", "naive 1t", "daemon auto", "daemon 2x1"}
+    assert rows["daemon 2x1"]["plan"]["interpreters"] == 2
+    assert rows["daemon auto"]["plan"]["interpreters"] == 1  # a tiny model
+    assert all(row["median"] > 0 for row in rows.values()) and report["ceiling_fps"] > 0
+    assert report["frames"] == 40
+    bad = edge("bench", str(model), "--pipeline", str(video), "--parallelism", "fast")
+    assert bad.returncode == 2 and "LxT" in bad.stderr

@@ -341,3 +341,27 @@ def test_misuse_is_reported(load: Loader) -> None:
     with pytest.raises(PipelineError, match="make a new one"):
         pipeline.start()
     assert pipeline.stop()
+
+
+def test_two_interpreters_keep_frame_order_and_accuracy(
+    load: Loader, digits_test: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, y = digits_test
+    sink = CollectingSink()
+    runners = [load("int8"), load("int8")]
+    with Pipeline(
+        runners,
+        preprocess=copy_in,
+        postprocess=CLASSIFY,
+        sinks=[sink],
+        config=PipelineConfig(queue_size=4),
+        live=False,
+    ) as pipeline:
+        assert pipeline.runners == tuple(runners)
+        for frame in frames_of(x):
+            assert pipeline.submit(frame)
+    assert [r.frame_seq for r in sink.results] == list(range(len(x)))  # re-ordered
+    assert accuracy(sink.results, y) >= 0.95
+    assert consistent(pipeline)["processed"] == len(x)
+    with pytest.raises(PipelineError, match="2 lane"):
+        pipeline.swap_runner(load("int8"))

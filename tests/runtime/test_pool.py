@@ -1,0 +1,45 @@
+"""The parallelism plan: what each setting gives, and what auto picks from the
+measured cost of a real invoke."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.errors import ConfigError
+from edge.runtime import load_model
+from edge.runtime.pool import TINY_MS, check_parallelism, invoke_ms, load_plan, plan
+from tests.models import DigitsModels
+
+
+def test_each_setting_gives_its_plan() -> None:
+    assert plan("threads", cores=4).shape == (1, 4)
+    assert plan("threads", cores=4, threads=2).shape == (1, 2)
+    assert plan("interpreters", cores=4).shape == (4, 1)
+    assert plan("3x2", cores=4).shape == (3, 2)
+
+
+def test_auto_follows_the_cost_the_delegate_and_explicit_threads() -> None:
+    heavy = plan("auto", cores=2, cost_ms=lambda: 3.6)
+    assert heavy.shape == (2, 1) and "3.60 ms" in heavy.reason
+    assert plan("auto", cores=2, cost_ms=lambda: TINY_MS / 2).shape == (1, 1)
+    assert plan("auto", cores=2, threads=2, cost_ms=lambda: 3.6).shape == (1, 2)
+    assert plan("auto", cores=4, delegate="edgetpu", cost_ms=lambda: 9.0).interpreters == 1
+    assert plan("auto", cores=1, cost_ms=lambda: 9.0).shape == (1, 1)
+
+
+@pytest.mark.parametrize("bad", ["", "fast", "0x1", "2x", "x2", "2*1"])
+def test_a_bad_setting_is_named(bad: str) -> None:
+    with pytest.raises(ConfigError, match="LxT"):
+        check_parallelism(bad)
+
+
+def test_a_measured_tiny_model_stays_on_one_interpreter(digits: DigitsModels) -> None:
+    runner = load_model(digits.tflite["int8"], threads=1)
+    cost = invoke_ms(runner)
+    assert 0 < cost < TINY_MS  # the digits CNN: tens of microseconds
+    chosen = plan("auto", cores=2, cost_ms=lambda: cost)
+    assert load_plan(chosen, runner, lambda n: load_model(digits.tflite["int8"], threads=n)) == [
+        runner
+    ]
+    two = load_plan(plan("2x1"), runner, lambda n: load_model(digits.tflite["int8"], threads=n))
+    assert two[0] is runner and len(two) == 2 and two[1].threads == 1
