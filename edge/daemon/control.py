@@ -19,9 +19,6 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
@@ -33,7 +30,6 @@ from pydantic import ValidationError
 from edge.daemon.config import EdgeConfig
 from edge.daemon.model_spec import ModelSpec, resolve_model
 from edge.errors import EdgeError
-from edge.install import default_keys_dir, install_bundle
 from edge.postprocess import check_outputs
 from edge.postprocess.config import PostprocessConfig
 from edge.postprocess.factory import Postprocess
@@ -169,6 +165,10 @@ def fetch_bundle(
     Content-Length is checked first, the bytes received as they come). ControlError
     names the URL and the reason; a partial file is removed.
     """
+    import urllib.error  # urllib.request (~7 MB) only for an install by URL
+    import urllib.parse
+    import urllib.request
+
     parts = urllib.parse.urlsplit(url)
     allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed or not parts.netloc:
@@ -263,6 +263,8 @@ def install_and_reload(daemon: Controlled, path: Path, *, force: bool = False) -
     """Install ``path`` (verified, self-tested: edge.install) into the daemon's root with
     its trusted keys (ROOT/keys with install_root, else /etc/edge/keys), then reload.
     The installer's errors propagate; a failed reload is in ``reload_error``."""
+    from edge.install import default_keys_dir, install_bundle  # cryptography: only to install
+
     config = daemon.config
     result = install_bundle(
         path, root=config.root, trusted_keys=default_keys_dir(config.install_root), force=force

@@ -40,6 +40,7 @@ from edge.sources.base import Source
 from edge.sources.frames import Frame
 
 Runners = ModelRunner | Sequence[ModelRunner]
+SMALL_INPUT_BYTES = 16 * 1024  # below this, lanes take frames in chunks
 log = logging.getLogger(__name__)
 
 
@@ -77,10 +78,14 @@ class Pipeline:
         runners = _as_list(runner)
         size = self.config.batch_size
         batchers = [BatchRunner(r, size, preprocess) for r in runners]
-        chunk = max(1, min(self.config.queue_size, 64))  # frames one lane takes at once
+        # frames one lane takes at once: a chunk amortizes the hand-off for tiny models
+        # (tiny inputs); an image model's frames are taken one by one, so the lanes hold
+        # one decoded frame each beyond the queue
+        first = batchers[0]
+        small = int(np.prod(first.item_shape)) * first.dtype.itemsize < SMALL_INPUT_BYTES
+        chunk = max(1, min(self.config.queue_size, 64) // (2 * len(runners))) if small else 1
         # every frame queued or in a lane holds a buffer, plus the one being preprocessed
         lanes_hold = len(runners) * (size if size > 1 else chunk)
-        first = batchers[0]
         self._pool = BufferPool(
             first.item_shape, first.dtype, self.config.queue_size + lanes_hold + 1
         )
