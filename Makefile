@@ -76,12 +76,22 @@ demo: $(DEMO)/digits.avi
 	$(PY) examples/demo.py --config examples/demo.yaml --report-every 2
 
 # Runtime overhead against the raw interpreter, the bench table for digits and MobileNetV2,
-# the daemon against the raw and the naive loop, and the third-party models through the decoders.
+# the daemon against the raw and the naive loop, the third-party models through the decoders,
+# the whole path (edge bench --pipeline: raw, naive, daemon and the ceiling, 3 interleaved
+# runs, min/median/max), the pipeline's per-frame overhead, the spool's events/s to mosquitto
+# at QoS 1 (needs mosquitto_sub: apt-get install mosquitto-clients), and peak RSS per memory
+# lever. Ratios are against the raw interpreter and the naive loop measured in the same run.
+BENCH_VIDEO := $(BUILD)/bench/frames.avi
 bench: $(STAMP) thirdparty
 	$(PY) -m tests.benchmarks.runtime --out $(BUILD)/bench
 	$(PY) -m tests.benchmarks.decoders --out $(BUILD)/bench
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 1
 	$(PY) -m tests.benchmarks.daemon --out $(BUILD)/bench --threads 2
+	$(VENV)/bin/edge bench --pipeline $(BENCH_VIDEO) $$($(PY) -c "from tests.models import mobilenet_models; print(mobilenet_models()['int8'])") \
+		--parallelism 1x1 --parallelism threads --parallelism interpreters --parallelism auto --repeat 3
+	$(PY) -m tests.pipeline.bench_pipeline 9000 1 3
+	$(PY) -m tests.benchmarks.spool --out $(BUILD)/bench --repeat 3
+	$(PY) -m tests.benchmarks.memory --out $(BUILD)/bench
 
 # make package MODEL=... DEVICE=...   (MODEL: .keras, SavedModel, .tflite as it is, .onnx, .pt2) [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
 #              [RECIPE=examples/digits-recipe.yaml]   (distill -> prune -> quantize -> gate)
