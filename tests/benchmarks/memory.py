@@ -1,10 +1,10 @@
 """`make bench`: peak RSS of `edge run` on MobileNetV2 int8 with MQTT and http on, and
 what each memory lever saves, in this venv (each row is its own process).
 
-Rows: the daemon as configured (the default); with MALLOC_ARENA_MAX=2 (what the
-systemd unit sets); with one interpreter (parallelism 1x1) against two (2x1); and the
-modules a config pulls in (OpenCV, prometheus_client, paho) as the import cost of each,
-measured as the RSS after importing it in a fresh interpreter.
+Rows: the daemon as configured (auto parallelism); with MALLOC_ARENA_MAX=2 (what the
+systemd unit sets); one interpreter (1x1) against two (2x1); and what each module a
+config may pull in costs, as the RSS it adds when imported into a fresh interpreter
+(each after the ones it needs).
 """
 
 from __future__ import annotations
@@ -96,10 +96,13 @@ def main() -> None:
                 )
     for module in (
         "numpy",
-        "cv2",
-        "paho.mqtt.client",
-        "prometheus_client",
+        "cv2",  # image sources and preprocessing
+        "ai_edge_litert.interpreter",
         "pydantic",
+        "paho.mqtt.client",  # mqtt.enabled
+        "prometheus_client",  # http.enabled: imported only then
+        "cryptography.hazmat.primitives.asymmetric.ed25519",  # install: now only on use
+        "urllib.request",  # install by URL: now only on use
         "edge.daemon.daemon",
     ):
         cost = import_rss(module)
