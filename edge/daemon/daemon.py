@@ -51,7 +51,14 @@ from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
 from edge.postprocess.results import Result
 from edge.runtime import ModelRunner
-from edge.runtime.pool import Plan, invoke_ms, load_plan, plan, profile_parallelism
+from edge.runtime.pool import (
+    Plan,
+    cpu_first,
+    invoke_ms,
+    load_plan,
+    plan,
+    profile_parallelism,
+)
 from edge.runtime.preprocess import Quantization, spec_for_input
 from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
@@ -129,7 +136,8 @@ class Daemon:
         runtime = config.runtime
         setting = runtime.parallelism or profile_parallelism(runtime.profile)
         first = config
-        if runtime.threads is None and setting != "threads":  # measure on one thread
+        if runtime.threads is None and setting != "threads" and cpu_first(runtime.delegates):
+            # measure on one thread (a hardware delegate is loaded once, as configured)
             first = with_threads(config, 1)
         spec, runner = load_model_for(first)
         planned = plan(

@@ -27,10 +27,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from edge.errors import ConfigError
+from edge.runtime.delegates import parse_chain
 from edge.runtime.runner import ModelRunner
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,9 @@ def plan(
     if threads is not None:
         return Plan(1, threads, f"runtime.threads is set ({threads}): one interpreter")
     if delegate not in CPU_DELEGATES:
-        return Plan(1, cores, f"the {delegate} delegate: one interpreter for the one device")
+        return Plan(
+            1, threads or cores, f"the {delegate} delegate: one interpreter for the one device"
+        )
     if cores == 1:
         return Plan(1, 1, "one core")
     cost = cost_ms() if cost_ms is not None else float("inf")
@@ -119,6 +123,12 @@ def plan(
     )
 
 
+def cpu_first(delegates: Sequence[str | Mapping[str, Any]]) -> bool:
+    """Whether the chain starts on the CPU (xnnpack, builtin), where the 1-thread cost
+    that ``auto`` needs can be measured on the interpreter the daemon keeps."""
+    return parse_chain(delegates)[0].type in CPU_DELEGATES
+
+
 def profile_parallelism(profile: str | None) -> str:
     """The parallelism a device profile (id or file) gives as the default; ``auto``
     without one."""
@@ -134,7 +144,10 @@ def load_plan(
 ) -> list[ModelRunner]:
     """The runners for ``plan_``: ``first`` is kept when its thread count fits, the
     others come from ``load(threads)``."""
-    runners = [first] if first.threads == plan_.threads else [load(plan_.threads)]
+    keep = first.threads == plan_.threads or (
+        plan_.interpreters == 1 and first.delegate not in CPU_DELEGATES
+    )  # an accelerator is opened once
+    runners = [first] if keep else [load(plan_.threads)]
     runners += [load(plan_.threads) for _ in range(plan_.interpreters - 1)]
     log.info(
         "%s: %d interpreter(s) of %d thread(s): %s",

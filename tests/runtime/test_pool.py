@@ -7,7 +7,7 @@ import pytest
 
 from edge.errors import ConfigError
 from edge.runtime import load_model
-from edge.runtime.pool import TINY_MS, check_parallelism, invoke_ms, load_plan, plan
+from edge.runtime.pool import TINY_MS, check_parallelism, cpu_first, invoke_ms, load_plan, plan
 from tests.models import DigitsModels
 
 
@@ -43,3 +43,8 @@ def test_a_measured_tiny_model_stays_on_one_interpreter(digits: DigitsModels) ->
     ]
     two = load_plan(plan("2x1"), runner, lambda n: load_model(digits.tflite["int8"], threads=n))
     assert two[0] is runner and len(two) == 2 and two[1].threads == 1
+
+
+def test_only_a_chain_that_starts_on_the_cpu_is_measured_on_one_thread() -> None:
+    assert cpu_first(["xnnpack", "builtin"]) and cpu_first(["builtin"])
+    assert not cpu_first(["edgetpu:usb", "xnnpack", "builtin"])
