@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -283,8 +284,11 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="edge.yaml (see docs/config.md)")
     p.add_argument(
         "--source",
+        action="append",
+        metavar="[NAME=]SRC",
         help="0, /dev/video0, rtsp://..., a video, an image folder or "
-        "glob, synthetic[:sine|noise], or JSON",
+        "glob, synthetic[:sine|noise], or JSON; repeat for several streams in one daemon "
+        "(NAME defaults to the file or device)",
     )
     p.add_argument(
         "--sink",
@@ -325,6 +329,9 @@ def _sink_setting(spec: str) -> dict[str, Any]:
     raise ConfigError(f"--sink {spec!r}: expected 'log' or 'jsonl:PATH' (jsonl:- for stdout)")
 
 
+_NAMED_SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}=")
+
+
 def _run_config(args: argparse.Namespace) -> Any:
     """edge.yaml (if any) with the command line's overrides, validated as one."""
     from edge.daemon.config import parse_config, read_config_data
@@ -338,8 +345,13 @@ def _run_config(args: argparse.Namespace) -> Any:
         origin = f"{args.config} with the command line"
     if args.model is not None:
         raw["bundle"] = args.model
-    if args.source is not None:
-        raw["source"] = args.source
+    if args.source:
+        raw.pop("source", None)
+        raw.pop("sources", None)
+        if len(args.source) == 1 and not _NAMED_SOURCE.match(args.source[0]):
+            raw["source"] = args.source[0]
+        else:
+            raw["sources"] = list(args.source)
     if args.sink:
         raw["sinks"] = [_sink_setting(spec) for spec in args.sink]
     runtime = dict(raw.get("runtime") or {})

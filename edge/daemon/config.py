@@ -31,6 +31,9 @@ from edge.runtime.preprocess import PreprocessSpec
 from edge.sinks.config import SinkConfig
 from edge.sinks.logger import LogSinkConfig
 from edge.sources.config import CameraSource, RetryPolicy, SourceSetting
+from edge.sources.motion import MotionSettings
+from edge.sources.streams import StreamSettings, check_unique
+from edge.tracking.config import TrackingSettings
 
 
 class _Settings(BaseModel):
@@ -95,7 +98,10 @@ class MqttSettings(_Settings):
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     qos: Literal[0, 1] = 1  # telemetry; events, status, info and results are QoS 1
-    events: Literal["all", "notable"] = "notable"
+    # changes: tracked objects' new/update/end and changes of the top label (docs/mqtt.md);
+    # notable / all: one event per (notable) result, as before tracking
+    events: Literal["changes", "all", "notable"] = "changes"
+    results: bool = False  # every frame's result on <base>/<device>/results (QoS 0)
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)  # notable classification
     spool_telemetry: bool = False
     discovery: bool = True
@@ -182,6 +188,9 @@ class EdgeConfig(_Settings):
     bundle: str | None = None  # "current" (the installed bundle), a bundle folder or a .tflite
     install_root: Path | None = None  # default: the state dir
     source: SourceSetting = Field(default_factory=CameraSource)
+    sources: list[StreamSettings] | None = Field(default=None, min_length=1)
+    motion: MotionSettings = Field(default_factory=MotionSettings)  # default for every source
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     preprocess: PreprocessSpec | None = None  # None: the bundle's (or the model's sidecar)
@@ -195,6 +204,23 @@ class EdgeConfig(_Settings):
     health: HealthSettings = Field(default_factory=HealthSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+
+    @model_validator(mode="after")
+    def _one_kind_of_source(self) -> EdgeConfig:
+        if self.sources is not None:
+            if "source" in self.model_fields_set:
+                raise ValueError(
+                    "source and sources are both given; use sources (a list) for several "
+                    "and leave source out"
+                )
+            check_unique(self.sources)
+        return self
+
+    def streams(self) -> list[StreamSettings]:
+        """``sources``, or the one ``source`` as a stream named after it."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [StreamSettings.model_validate({"source": self.source})]
 
     @property
     def device(self) -> str:

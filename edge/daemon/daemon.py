@@ -41,6 +41,7 @@ from edge.daemon.control import (
 )
 from edge.daemon.health import HealthCheck
 from edge.daemon.model_spec import ModelSpec
+from edge.daemon.streams import StreamCounter, StreamSet, check_tracking, stream_line
 from edge.device.bench import peak_rss_mb
 from edge.errors import EdgeError
 from edge.monitor import observers_for
@@ -63,8 +64,8 @@ from edge.runtime.preprocess import Quantization, spec_for_input
 from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
 from edge.sources.config import is_sensor
-from edge.sources.factory import RetryingSource, make_source
 from edge.sources.frames import Frame
+from edge.sources.motion import map_region
 
 if TYPE_CHECKING:
     from edge.http import HttpEndpoint
@@ -115,7 +116,7 @@ class Daemon:
         self._loaded: list[ModelRunner] = []
         self.parallelism: Plan | None = None  # the running pipeline's
         self._planned: Plan | None = None
-        self._source: RetryingSource | None = None
+        self._source: StreamSet | None = None  # every stream, as one source (edge.daemon.streams)
         self._sinks: list[Sink] = []
         self._pipeline: Pipeline | None = None
         self._post: LivePostprocess | None = None
@@ -163,13 +164,13 @@ class Daemon:
         if (
             not tensor.quantized
             or spec.postprocess.task == "anomaly"
-            or is_sensor(self.config.source)
+            or is_sensor(self.config.streams()[0].source)
         ):
             return None
         return (tensor.scale, tensor.zero_point, tensor.dtype)
 
     def _pipeline_for(
-        self, spec: ModelSpec, runner: ModelRunner, source: RetryingSource, sinks: list[Sink]
+        self, spec: ModelSpec, runner: ModelRunner, source: StreamSet, sinks: list[Sink]
     ) -> Pipeline:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
         post = LivePostprocess(self._postprocess(spec, runner, self._live), self.observers)
@@ -182,9 +183,10 @@ class Daemon:
             self._lanes(runner),
             preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
             postprocess=post,
-            sinks=[FirstResult(self), *sinks],
-            config=self.config.pipeline,
-            live=source.live,
+            sinks=[FirstResult(self), StreamCounter(source), *sinks],
+            # each stream queues and drops by its own policy; the pipeline pushes back
+            config=self.config.pipeline.model_copy(update={"drop_policy": "block"}),
+            live=False,
             # the counters go on across restarts (telemetry, --max-frames)
             metrics=self._pipeline.metrics if self._pipeline is not None else None,
         )
@@ -194,17 +196,24 @@ class Daemon:
     ) -> Callable[..., Any]:
         size = spec_for_input(runner.inputs[0].shape, spec.preprocess)
         config = live_postprocess_config(spec.postprocess, live) if live else spec.postprocess
-        return make_postprocess(
+        post = make_postprocess(
             config,
             geometry_for=frame_geometry(spec.preprocess, size),
             outputs=runner.outputs,
             input_size=size,
         )
 
+        def mapped(outputs: Any, frame: Frame, model_input: Any) -> Result:
+            # a motion region's crop: boxes back into the full frame (edge.sources.motion)
+            return map_region(post(outputs, frame, model_input))  # type: ignore[no-any-return]
+
+        return mapped
+
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)
+        check_tracking(self.config, self._spec)
         self._observe(self.config, self._spec, self._runner)
-        self._source = RetryingSource(make_source(self.config.source), self.config.retry)
+        self._source = self._streams(self.config)
         self._sinks = [make_sink(c) for c in self.config.sinks] + self._mqtt_sinks()
         self._pipeline = self._pipeline_for(self._spec, self._runner, self._source, self._sinks)
         self._source.open()
@@ -307,8 +316,21 @@ class Daemon:
         return self._post.last_result if self._post is not None else None
 
     def source_state(self) -> str | None:
-        """The source's state (open, retrying, ended ...); None before start."""
-        return self._source.state if self._source is not None else None
+        """The source's state (running, retrying, ended, failed); with several streams
+        running while one runs, then retrying, ended or failed (every stream); None
+        before start. Each stream's own is in :meth:`stream_stats`."""
+        if self._source is None:
+            return None
+        states = {s.state for s in self._source.streams}
+        for state in ("running", "retrying"):
+            if state in states:
+                return state
+        return "ended" if "ended" in states else "failed"
+
+    def stream_stats(self) -> dict[str, dict[str, Any]]:
+        """Per stream: state, last error, camera/process/skipped/detection fps, counters
+        (edge.daemon.streams.Stream.stats); empty before start."""
+        return self._source.stats() if self._source is not None else {}
 
     def install(self, path: Path, *, force: bool = False) -> dict[str, Any]:
         """Install a bundle (verified, self-tested; edge.install) into this daemon's root
@@ -363,9 +385,13 @@ class Daemon:
     def _restart(self, config: EdgeConfig, spec: ModelSpec, runner: ModelRunner) -> None:
         assert self._pipeline is not None and self._source is not None
         self._pipeline.stop(drain=True, timeout=DRAIN_TIMEOUT_S)
-        if config.source != self.config.source or config.retry != self.config.retry:
+        if (config.streams(), config.retry, config.motion) != (
+            self.config.streams(),
+            self.config.retry,
+            self.config.motion,
+        ):
             self._source.close()
-            self._source = RetryingSource(make_source(config.source), config.retry)
+            self._source = self._streams(config)
             self._source.open()
         if config.sinks != self.config.sinks:
             self._close_sinks()
@@ -373,6 +399,18 @@ class Daemon:
         self.config = config
         self._pipeline = self._pipeline_for(spec, runner, self._source, self._sinks)
         self._pipeline.start().feed(self._source)
+
+    def _streams(self, config: EdgeConfig) -> StreamSet:
+        return StreamSet.build(config)
+
+    def _end_streams(self) -> None:
+        """A stream that ended (a file, a camera given up on) ends its tracked objects."""
+        if self._source is None:
+            return
+        for name in self._source.newly_ended():
+            if self.mqtt is not None:
+                self.mqtt.sink.end_stream(name)
+            self.status(f"stream {name} ended; the others go on")
 
     def _mqtt_sinks(self) -> list[Sink]:
         return [self.mqtt.sink] if self.mqtt is not None else []
@@ -444,6 +482,10 @@ class Daemon:
     def _report(self) -> None:
         source = self._source.state if self._source else "-"
         self.status(status_line(self.measurements(), self.config.pipeline.queue_size, source))
+        stats = self.stream_stats()
+        if len(stats) > 1 or any(s["motion"] for s in stats.values()):
+            for name, st in stats.items():
+                self.status(stream_line(name, st))
 
     def _limit_reached(self) -> bool:
         elapsed = time.monotonic() - self.started_at
@@ -464,6 +506,7 @@ class Daemon:
                     self._reload.clear()
                     self.reload()
                 pipeline = self._pipeline
+                self._end_streams()
                 if pipeline.wait_source(timeout=0.1):
                     with self._control:  # a restart stops the old pipeline's capture too
                         if pipeline is not self._pipeline:

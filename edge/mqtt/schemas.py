@@ -117,8 +117,18 @@ class FeedbackPayload(FeedbackSidecar):
     data: str
 
 
+EventType = Literal["frame", "new", "update", "end", "change"]
+
+
 class EventPayload(_Payload):
-    frame_id: int
+    """On ``events`` (docs/mqtt.md). ``type`` says what happened: ``frame`` (one result, as
+    before tracking), a tracked ``object``'s ``new`` / ``update`` / ``end``, or a
+    ``change`` of the labels present (``previous`` -> ``labels``). ``stream`` names the
+    source in a daemon with several."""
+
+    type: EventType = "frame"
+    stream: str | None = None
+    frame_id: int | None  # None: an 'end' made by the stream ending, not by a frame
     source: str
     task: str
     labels: list[str]
@@ -127,7 +137,9 @@ class EventPayload(_Payload):
     value: float | None
     anomaly: bool | None
     latency_ms: float | None
-    result: dict[str, Any]
+    result: dict[str, Any] | None
+    object: dict[str, Any] | None = None  # id, label, score, best_score, box, start, duration_s
+    previous: list[str] | None = None
 
 
 class CommandResult(_Payload):

@@ -27,7 +27,7 @@ from edge.mqtt.commands import SNAPSHOT_QOS, Commands, Outcome, result_payload
 from edge.mqtt.connection import Backoff, Connection
 from edge.mqtt.discovery import discovery_configs
 from edge.mqtt.forwarder import Forwarder
-from edge.mqtt.sink import MqttEventSink
+from edge.mqtt.sink import EventSink
 from edge.mqtt.spool import Spool
 from edge.mqtt.telemetry import DaemonView, ProcessStats, info_payload, model_identity
 from edge.mqtt.telemetry import telemetry_payload as build_telemetry
@@ -70,12 +70,15 @@ class MqttService:
             backoff=Backoff(settings.reconnect_min_s, settings.reconnect_max_s),
         )
         self.forwarder = Forwarder(self.spool, self.connection, window=window)
-        self.sink = MqttEventSink(
+        self.sink = EventSink(
             self.spool,
             self.topics.events,
             wake=self.forwarder.wake,
-            report=settings.events,
+            mode=settings.events,
+            tracking=config.tracking,
             min_score=settings.min_score,
+            results_topic=self.topics.results if settings.results else None,
+            publish=lambda topic, body: self.connection.publish(topic, body, qos=0),
         )
         self.commands = Commands(
             daemon,

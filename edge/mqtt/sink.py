@@ -1,4 +1,11 @@
-"""The MQTT events sink: results worth reporting go into the spool, then to ``events``.
+"""The MQTT events sinks: results worth reporting go into the spool, then to ``events``.
+
+:class:`EventSink` (the daemon's) hands results to an
+:class:`~edge.tracking.events.EventBuilder` (tracked objects, changes of label; docs/mqtt.md)
+and spools what it makes; with ``mqtt.results`` every frame's result is also published
+on ``results`` at QoS 0, straight to the broker (not spooled: a per-frame feed for whoever
+wants it; while the broker is away those are lost, and counted). :class:`MqttEventSink`
+below is the per-result sink it grew from (``events: all | notable``).
 
 ``handle`` buffers the event in the spool; the spool commits it with the others of its
 batch (a group commit: ``spool.batch_events`` events or ``spool.batch_ms`` after the
@@ -11,16 +18,23 @@ detection, a classification whose best score reaches ``min_score``, every regres
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from edge.mqtt.schemas import EVENT_SCHEMA, EventPayload
 from edge.mqtt.spool import Spool
 from edge.postprocess.results import Result
+from edge.tracking.config import TrackingSettings
+from edge.tracking.events import Event, EventBuilder, Mode, stream_of
+
+log = logging.getLogger(__name__)
 
 Report = Literal["all", "notable"]
 EVENTS_STREAM = "events"
+RESULTS_STREAM = "results"
 
 
 def notable(result: Result, min_score: float) -> bool:
@@ -100,4 +114,132 @@ class MqttEventSink:
     def close(self) -> None:
         """The service owns the spool and the connection: closing the sink only flushes
         (the daemon closes and rebuilds sinks on a reload)."""
+        self.flush()
+
+
+def payload_for(event: Event, seq: int, source: str = "") -> EventPayload:
+    """The JSON payload of ``event`` (a frame event has the pre-tracking shape plus
+    ``type`` and ``stream``)."""
+    if event.result is not None and event.type == "frame":
+        base = event_payload(event.result, seq).model_dump(by_alias=True)
+        return EventPayload.model_validate({**base, "type": "frame", "stream": event.stream})
+    result = event.result.to_dict() if event.result is not None else None
+    obj = event.object
+    if obj is not None:
+        labels, scores, boxes = [obj["label"]], [obj["best_score"]], [obj["box"]]
+    else:
+        labels = list(event.labels)
+        top = dict(event.result.top) if event.result is not None else {}
+        scores = [round(float(top[label]), 4) if label in top else None for label in labels]
+        boxes = []
+    return EventPayload.model_validate(
+        {
+            "schema": EVENT_SCHEMA,
+            "ts": time.time(),
+            "seq": seq,
+            "type": event.type,
+            "stream": event.stream,
+            "frame_id": event.result.frame_seq if event.result is not None else None,
+            "source": event.result.source if event.result is not None else source,
+            "task": event.result.task if event.result is not None else "detection",
+            "labels": labels,
+            "scores": scores,
+            "boxes": boxes,
+            "value": result["value"] if result else None,
+            "anomaly": event.result.anomaly if event.result is not None else None,
+            "latency_ms": result["latency_ms"] if result else None,
+            "result": result,
+            "object": obj,
+            "previous": list(event.previous) if event.previous is not None else None,
+        }
+    )
+
+
+class EventSink:
+    """A Sink (edge.sinks.base): ``name``, ``handle``, ``flush``, ``close``."""
+
+    name = "mqtt-events"
+
+    def __init__(
+        self,
+        spool: Spool,
+        topic: str,
+        *,
+        wake: Callable[[], None],
+        mode: Mode = "changes",
+        tracking: TrackingSettings | None = None,
+        min_score: float = 0.5,
+        results_topic: str | None = None,
+        publish: Callable[[str, bytes], Any] | None = None,
+    ) -> None:
+        self.spool = spool
+        self.topic = topic
+        self.builder = EventBuilder(
+            mode=mode,
+            tracking=tracking,
+            min_score=min_score,
+            notable=lambda result: notable(result, min_score),
+        )
+        self.results_topic = results_topic
+        self._publish = publish
+        self.spooled = 0
+        self.skipped = 0  # results that made no event
+        self.results_published = 0
+        self.results_lost = 0
+        self.by_type: dict[str, int] = {}
+        self._wake = wake
+        self._lock = threading.Lock()  # the sink thread and a stream that ended
+
+    def handle(self, result: Result) -> None:
+        if self.results_topic is not None and self._publish is not None:
+            self._publish_result(result)
+        with self._lock:
+            events = self.builder.feed(result)
+        if not events:
+            self.skipped += 1
+            return
+        self._spool(events)
+
+    def end_stream(self, stream: str) -> None:
+        """The stream ended: ``end`` for its objects still tracked."""
+        with self._lock:
+            events = self.builder.finish(stream)
+        self._spool(events)
+
+    def _spool(self, events: list[Event]) -> None:
+        for event in events:
+
+            def build(n: int, e: Event = event) -> bytes:
+                return payload_for(e, n).to_json()
+
+            seq = self.spool.append(EVENTS_STREAM, self.topic, build)
+            if seq is not None:
+                self.spooled += 1
+                self.by_type[event.type] = self.by_type.get(event.type, 0) + 1
+        if events:
+            self._wake()
+
+    def _publish_result(self, result: Result) -> None:
+        assert self.results_topic is not None and self._publish is not None
+        seq = self.spool.next_seq(RESULTS_STREAM)
+        body = payload_for(Event("frame", stream_of(result), result), seq).to_json()
+        try:
+            info = self._publish(self.results_topic, body)
+            ok = getattr(info, "rc", 0) == 0
+        except Exception as exc:  # QoS 0 is best effort: count it, never stop the sink
+            log.debug("mqtt: result not published: %s", exc)
+            ok = False
+        if ok:
+            self.results_published += 1
+        else:
+            self.results_lost += 1
+
+    def flush(self) -> None:
+        self._wake()
+
+    def close(self) -> None:
+        """Objects still tracked end (the pipeline stopped); the service owns the spool."""
+        with self._lock:
+            events = self.builder.finish()
+        self._spool(events)
         self.flush()

@@ -36,6 +36,11 @@ class Topics:
         return f"{self.root}/events"
 
     @property
+    def results(self) -> str:
+        """Every frame's result, QoS 0, when mqtt.results is on (opt-in)."""
+        return f"{self.root}/results"
+
+    @property
     def snapshot(self) -> str:
         """JPEG of the last frame, published by the ``snapshot`` command."""
         return f"{self.root}/snapshot"

@@ -53,7 +53,13 @@ def test_daemon_publishes_status_info_telemetry_and_every_event(
                 "source": {"type": "video", "path": str(demo["video"]), "realtime": True},
                 "runtime": {"threads": 1},
                 "sinks": [],
-                "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port},
+                # every result an event (the default, changes, is tested in test_streams)
+                "mqtt": {
+                    "enabled": True,
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "events": "all",
+                },
                 "telemetry_interval_s": 0.5,
                 "spool": {"path": str(tmp_path / "spool.sqlite")},
             }

@@ -1,0 +1,240 @@
+"""Several streams in one daemon, motion gating and tracked events: real videos written
+by OpenCV from scikit-image's photographs, a real TFLite detector, a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.daemon.config import parse_config
+from edge.daemon.daemon import Daemon, RunLimits
+from edge.errors import ConfigError
+from tests.broker import Broker
+from tests.mqtt.support import Subscriber
+from tests.scenes import green_detector, object_box, write_scene
+
+A_MOVING = [(20, 50), (100, 130)]  # frames [start, end) where the cat crosses stream a
+B_MOVING = [(40, 70)]
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("scenes")
+    return {
+        "detector": green_detector(),
+        "a": write_scene(folder / "a.avi", frames=160, moving=A_MOVING),
+        "b": write_scene(folder / "b.avi", frames=90, moving=B_MOVING, photo="coffee"),
+        "short": write_scene(folder / "short.avi", frames=30, moving=[(5, 25)]),
+    }
+
+
+# -- config -------------------------------------------------------------------------------
+def test_sources_take_names_shorthands_and_defaults() -> None:
+    config = parse_config(
+        {
+            "sources": [
+                "clips/front.mp4",
+                "door=rtsp://cam.local/live",
+                {"source": "/dev/video2", "motion": {"enabled": True, "threshold": 40}},
+                {"name": "yard", "source": {"type": "video", "path": "y.avi"}},
+            ],
+            "motion": {"enabled": True, "keepalive_s": 30},
+        }
+    )
+    streams = config.streams()
+    assert [s.name for s in streams] == ["front", "door", "video2", "yard"]
+    assert streams[1].source.type == "stream" and streams[2].motion is not None
+    assert streams[2].motion.threshold == 40 and config.motion.keepalive_s == 30
+    # the single source: stays valid, one stream named after it
+    (only,) = parse_config({"source": "clips/porch.avi"}).streams()
+    assert only.name == "porch" and only.source.type == "video"
+
+
+@pytest.mark.parametrize(
+    ("data", "wanted"),
+    [
+        ({"sources": ["a/cam.mp4", "b/cam.mp4"]}, "the source name 'cam' is given twice"),
+        ({"sources": ["x=a.mp4", {"name": "x", "source": "b.mp4"}]}, "'x' is given twice"),
+        ({"source": "a.mp4", "sources": ["b.mp4"]}, "source and sources are both given"),
+        ({"motion": {"threshold": 300}}, "motion.threshold: Input should be less than or equal"),
+        ({"motion": {"min_area": 0}}, "motion.min_area: Input should be greater than 0"),
+        ({"sources": [{"source": "a.mp4", "motion": {"blur": 4}}]}, "sources.0.motion.blur"),
+        ({"motion": {"keepalive_s": -1}}, "motion.keepalive_s"),
+        ({"motion": {"colour": 1}}, "motion.colour: unknown key"),
+        (
+            {"sources": [{"source": "synthetic", "motion": {"enabled": True}}]},
+            "motion gating needs images",
+        ),
+        ({"tracking": {"low_score": 0.6, "high_score": 0.5}}, "low_score (0.6) is above"),
+    ],
+)
+def test_bad_sources_and_motion_settings_are_named(data: dict[str, Any], wanted: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, origin="edge.yaml")
+    assert wanted in str(caught.value) and str(caught.value).startswith("edge.yaml: ")
+
+
+def test_a_name_given_twice_on_the_command_line_exits_2(scenes: dict[str, Path]) -> None:
+    done = _edge("run", str(scenes["detector"]), "--source", "x=a.avi", "--source", "x=b.avi")
+    assert done.returncode == 2
+    assert "the source name 'x' is given twice" in done.stderr
+    assert "--source NAME=SRC" in done.stderr
+
+
+def test_a_tracker_for_a_classification_model_is_refused(demo: dict[str, Path]) -> None:
+    config = parse_config(
+        {"bundle": str(demo["fp32"]), "source": str(demo["video"]), "tracking": {"enabled": True}}
+    )
+    with pytest.raises(ConfigError, match=r"tracking.enabled: the model \(digits-fp32\) is a "):
+        Daemon(config).start()
+
+
+# -- several streams ----------------------------------------------------------------------
+def test_two_streams_from_the_command_line(scenes: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    done = _edge(
+        "run",
+        str(scenes["detector"]),
+        "--source",
+        str(scenes["a"]),
+        "--source",
+        f"front={scenes['b']}",
+        "--sink",
+        f"jsonl:{out}",
+        "--threads",
+        "1",
+    )
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    by_stream: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_stream.setdefault(result["meta"]["stream"], []).append(result)
+    assert {k: len(v) for k, v in by_stream.items()} == {"a": 160, "front": 90}
+    # the detector finds the cat where the test put it, in each stream's own frames
+    hit = next(r for r in by_stream["front"] if r["frame_seq"] == 55)
+    expected = object_box(55, *B_MOVING[0])
+    assert hit["detections"][0]["label"] == "cat"
+    assert max(abs(a - b) for a, b in zip(hit["detections"][0]["box"], expected, strict=True)) <= 4
+
+
+def test_a_stream_that_dies_mid_run_leaves_the_others_going(
+    scenes: dict[str, Path], tmp_path: Path
+) -> None:
+    doomed = tmp_path / "doomed.avi"
+    doomed.write_bytes(scenes["short"].read_bytes())  # 30 frames, 1 s at real time, looped
+    config = parse_config(
+        {
+            "bundle": str(scenes["detector"]),
+            "sources": [
+                {
+                    "name": "doomed",
+                    "source": {
+                        "type": "video",
+                        "path": str(doomed),
+                        "loop": True,
+                        "realtime": True,
+                    },
+                },
+                {
+                    "name": "b",
+                    "source": {"type": "video", "path": str(scenes["b"]), "realtime": True},
+                },
+            ],
+            "runtime": {"threads": 1},
+            "sinks": [],
+        }
+    )
+    daemon = Daemon(config, limits=RunLimits(duration_s=20, report_every_s=0.5))
+    threading.Timer(0.3, doomed.unlink).start()  # gone when the loop opens it again
+    assert daemon.run() == 0
+    stats = daemon.stream_stats()
+    assert stats["doomed"]["state"] == "failed"
+    assert "no such file" in stats["doomed"]["last_error"]
+    assert 30 <= stats["doomed"]["read"] < 60
+    assert stats["b"]["state"] == "ended" and stats["b"]["last_error"] is None
+    assert stats["b"]["read"] == stats["b"]["inferred"] == 90  # nothing of b was lost
+
+
+# -- motion gating, tracked events, results on request --------------------------------------
+def test_motion_gated_streams_publish_tracked_objects(
+    scenes: dict[str, Path], broker: Broker, tmp_path: Path
+) -> None:
+    subscriber = Subscriber(broker.port, ["edge/cams/#"])
+    config = parse_config(
+        {
+            "device_id": "cams",
+            "bundle": str(scenes["detector"]),
+            "sources": [f"a={scenes['a']}", f"b={scenes['b']}"],
+            "motion": {"enabled": True, "keepalive_s": 60, "hold_s": 0.5},
+            "runtime": {"threads": 1},
+            "sinks": [],
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "results": True},
+            "spool": {"path": str(tmp_path / "spool.sqlite")},
+            "telemetry_interval_s": 0.3,
+        }
+    )
+    daemon = Daemon(config, limits=RunLimits(report_every_s=0.5))
+    try:
+        assert daemon.run() == 0
+        assert subscriber.wait(lambda: bool(subscriber.on("edge/cams/status")[-1:]))
+    finally:
+        subscriber.close()
+    stats = daemon.stream_stats()
+    for name, frames, moving in (("a", 160, A_MOVING), ("b", 90, B_MOVING)):
+        st = stats[name]
+        assert st["read"] == frames and st["read"] == st["inferred"] + st["skipped"]
+        moving_frames = sum(end - start for start, end in moving)
+        # the moving frames, the fading trace of the object (~6 frames), hold_s (15 frames)
+        # after each interval, and the first frame
+        assert moving_frames <= st["inferred"] <= moving_frames + len(moving) * 25 + 1
+    events = [json.loads(m.payload) for m in subscriber.on("edge/cams/events")]
+    assert all(e["schema"] == "edge.event/1" for e in events)
+    for name, moving in (("a", A_MOVING), ("b", B_MOVING)):
+        mine = [e for e in events if e["stream"] == name]
+        news = [e for e in mine if e["type"] == "new"]
+        ends = [e for e in mine if e["type"] == "end"]
+        assert len(news) == len(moving) == len(ends), [(e["type"], e["frame_id"]) for e in mine]
+        for new, end, (start, stop) in zip(news, ends, moving, strict=True):
+            assert start <= new["frame_id"] <= start + 3  # confirmed on its second frame
+            assert new["object"]["label"] == "cat" and new["labels"] == ["cat"]
+            assert end["object"]["id"] == new["object"]["id"] and end["object"]["ended"]
+            assert end["object"]["frames"] >= (stop - start) - 2
+            assert end["object"]["best_score"] == pytest.approx(0.9, abs=1e-3)
+            assert end["object"]["duration_s"] > 0
+    # every inferred frame on results (QoS 0), none of the skipped ones; those made before
+    # the connection was up are lost, and counted
+    results = [json.loads(m.payload) for m in subscriber.on("edge/cams/results")]
+    assert daemon.mqtt is not None
+    sink = daemon.mqtt.sink
+    assert (
+        sink.results_published + sink.results_lost
+        == stats["a"]["inferred"] + stats["b"]["inferred"]
+    )
+    assert len(results) == sink.results_published > 0
+    assert {r["stream"] for r in results} == {"a", "b"} and results[0]["type"] == "frame"
+
+
+def _edge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _wait(check: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
