@@ -238,3 +238,33 @@ def _wait(check: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_motion_regions_give_the_detector_a_crop_and_boxes_in_the_frame(
+    scenes: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    config = parse_config(
+        {
+            "bundle": str(scenes["detector"]),
+            "source": str(scenes["b"]),
+            "motion": {"enabled": True, "region": True, "region_min_px": 240, "keepalive_s": 60},
+            "runtime": {"threads": 1},
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+        }
+    )
+    assert Daemon(config).run() == 0
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    cropped = [r for r in results if r["meta"].get("region")]
+    assert len(cropped) >= 20  # the moving frames were inferred on a crop
+    start, end = B_MOVING[0]
+    for result in cropped:
+        seq = result["frame_seq"]
+        width, height = result["meta"]["region"][2:]
+        assert width == height >= 240 and width < 480  # a square crop, not the frame
+        if start + 1 <= seq < end and result["detections"]:
+            box = result["detections"][0]["box"]  # mapped back into the 640x480 frame
+            expected = object_box(seq, start, end)
+            assert max(abs(a - b) for a, b in zip(box, expected, strict=True)) <= 6, seq
+    found = [r for r in cropped if start + 1 <= r["frame_seq"] < end and r["detections"]]
+    assert len(found) >= (end - start) - 3
