@@ -196,10 +196,10 @@ class Stream:
         now = time.monotonic() if now is None else now
         with self._lock:
             counters = dict(self.counters)
-        self._rates.append((now, counters))
-        while len(self._rates) > 2 and now - self._rates[1][0] >= RATE_WINDOW_S:
-            self._rates.popleft()
-        then, before = self._rates[0]
+            self._rates.append((now, counters))
+            while len(self._rates) > 2 and now - self._rates[1][0] >= RATE_WINDOW_S:
+                self._rates.popleft()
+            then, before = self._rates[0]
         span = now - then
 
         def rate(key: str) -> float:

@@ -40,6 +40,7 @@ SCHEMAS: dict[str, str] = {  # the JSON kinds, each with its own seq counter on 
 PLAIN_KINDS = ("status", "snapshot")
 TEXT_LIMIT = 160  # longest text kept from a payload (labels, errors, reasons)
 LIST_LIMIT = 3  # labels and scores kept per event
+STREAM_RATES = ("camera_fps", "process_fps", "skipped_fps", "detection_fps")
 MAP_LIMIT = 32  # drift statistics and feedback counters kept per telemetry
 
 
@@ -153,7 +154,25 @@ def summarize_telemetry(doc: dict[str, Any]) -> dict[str, Any]:
         "health": _health(health) if isinstance(health, dict) else None,
         "drift": _numbers(doc.get("drift")),
         "feedback": _numbers(doc.get("feedback")),
+        "streams": _streams(doc.get("streams")),
     }
+
+
+def _streams(value: Any) -> dict[str, dict[str, Any]] | None:
+    """Per stream: state, the four rates, drops and the last error (telemetry's streams)."""
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for name, stats in sorted(value.items())[:MAP_LIMIT]:
+        stats = _mapping(stats)
+        out[_clip(str(name), 60)] = {
+            "state": text(stats.get("state"), 20),
+            **{key: _rounded(stats.get(key), 2) for key in STREAM_RATES},
+            "dropped": integer(stats.get("dropped")),
+            "skipped": integer(stats.get("skipped")),
+            "last_error": text(stats.get("last_error")),
+        }
+    return out
 
 
 def _spool(spool: dict[str, Any]) -> dict[str, int | None]:
@@ -215,6 +234,8 @@ def summarize_event(doc: dict[str, Any]) -> dict[str, Any]:
         "value": _rounded(doc.get("value"), 4),
         "anomaly": doc.get("anomaly") if isinstance(doc.get("anomaly"), bool) else None,
         "latency_ms": _rounded(doc.get("latency_ms"), 2),
+        "type": text(doc.get("type"), 20),  # frame, new, update, end, change (absent: frame)
+        "stream": text(doc.get("stream"), 60),
     }
 
 

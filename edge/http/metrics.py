@@ -83,6 +83,9 @@ class DaemonCollector:
             value=len(health.reasons),
         )
         yield from self._mqtt()
+        stream_stats = getattr(daemon, "stream_stats", None)  # edge.daemon.streams
+        if stream_stats is not None:
+            yield from _streams(stream_stats())
         temperature = self.temperature()
         if temperature is not None:
             yield GaugeMetricFamily(
@@ -116,6 +119,43 @@ class DaemonCollector:
             "New events refused by a full spool (when_full: reject_newest).",
             value=stats.get("rejected", 0),
         )
+
+
+STREAM_RATES = ("camera_fps", "process_fps", "skipped_fps", "detection_fps")
+STREAM_COUNTERS = ("read", "inferred", "skipped", "dropped", "detections")
+
+
+def _streams(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+    """Per stream (label ``stream``): the rates, the counters and the state."""
+    if not stats:
+        return
+    rates = GaugeMetricFamily(
+        "edge_stream_fps",
+        "Per stream over the last 10 s: camera (frames read), process (inferred), "
+        "skipped (kept from the model by motion gating), detection (detections made).",
+        labels=["stream", "kind"],
+    )
+    frames = CounterMetricFamily(
+        "edge_stream_frames",
+        "Per stream since start: frames read, inferred, skipped by motion, dropped from its "
+        "queue, and detections.",
+        labels=["stream", "counter"],
+    )
+    states = GaugeMetricFamily(
+        "edge_stream_state",
+        "Each stream's state (1 for the current one): running, retrying, ended or failed.",
+        labels=["stream", "state"],
+    )
+    for name, st in stats.items():
+        for key in STREAM_RATES:
+            rates.add_metric([name, key.removesuffix("_fps")], float(st.get(key, 0.0)))
+        for key in STREAM_COUNTERS:
+            frames.add_metric([name, key], float(st.get(key, 0)))
+        for state in ("running", "retrying", "ended", "failed"):
+            states.add_metric([name, state], 1.0 if st.get("state") == state else 0.0)
+    yield rates
+    yield frames
+    yield states
 
 
 def _identity(described: Mapping[str, Any]) -> Iterator[Metric]:

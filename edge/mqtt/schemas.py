@@ -20,6 +20,7 @@ EVENT_SCHEMA = "edge.event/1"
 RESULT_SCHEMA = "edge.cmd_result/1"
 DRIFT_SCHEMA = "edge.drift/1"
 FEEDBACK_SCHEMA = "edge.feedback/1"
+STREAM_STATE_SCHEMA = "edge.stream_state/1"  # <base>/<device>/streams/<name>/state, retained
 
 
 class _Payload(BaseModel):
@@ -67,6 +68,28 @@ class Health(BaseModel):
     reasons: list[str]  # one line each, e.g. "broker away for 42 s"
 
 
+class StreamStats(BaseModel):
+    """One stream of the daemon in telemetry (edge.daemon.streams.Stream.stats): rates
+    over the last 10 s and counters since the daemon started."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: Literal["running", "retrying", "ended", "failed"]
+    source: str
+    last_error: str | None
+    camera_fps: float  # frames read from the source
+    process_fps: float  # frames inferred
+    skipped_fps: float  # frames motion gating kept from the model
+    detection_fps: float  # detections made
+    motion: bool  # gated on motion
+    queue: int
+    read: int
+    inferred: int
+    skipped: int
+    dropped: int
+    detections: int
+
+
 class TelemetryPayload(_Payload):
     fps: float
     stages: dict[str, StageLatency]
@@ -81,6 +104,7 @@ class TelemetryPayload(_Payload):
     health: Health | None = None
     drift: dict[str, float | None] | None = None  # PSI per statistic, None below min_samples
     feedback: dict[str, int] | None = None  # saved, skipped_rate, skipped_quota, evicted ...
+    streams: dict[str, StreamStats] | None = None  # per source (name -> stats)
 
 
 class DriftEvent(_Payload):

@@ -79,6 +79,9 @@ class MqttService:
             min_score=settings.min_score,
             results_topic=self.topics.results if settings.results else None,
             publish=lambda topic, body: self.connection.publish(topic, body, qos=0),
+            publish_state=lambda name, body: self.connection.publish(
+                self.topics.stream_state(name), body, qos=1, retain=True
+            ),
         )
         self.commands = Commands(
             daemon,
@@ -162,7 +165,9 @@ class MqttService:
     def publish_discovery(self) -> None:
         model = (self._identity or (None, None))[0]
         name = f"{model['name']} {model['version']}" if model else None
-        for topic, payload in discovery_configs(self.topics, model=name).items():
+        streams = [s.name for s in self.daemon.config.streams()]
+        configs = discovery_configs(self.topics, model=name, streams=streams)
+        for topic, payload in configs.items():
             self.connection.publish(topic, payload, qos=1, retain=True)
 
     def publish_telemetry(self) -> None:
@@ -170,6 +175,8 @@ class MqttService:
         uptime = time.monotonic() - self.daemon.started_at
         stats = self.spool.stats()
         health, monitoring = self.daemon.health(), self.daemon.monitoring()
+        stream_stats = getattr(self.daemon, "stream_stats", None)  # edge.daemon.streams
+        streams = stream_stats() if stream_stats is not None else None
 
         def build(seq: int) -> bytes:
             return build_telemetry(
@@ -180,6 +187,7 @@ class MqttService:
                 spool=stats,
                 health=health,
                 monitoring=monitoring,
+                streams=streams,
             ).to_json()
 
         if self.spool_telemetry:

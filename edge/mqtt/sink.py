@@ -18,13 +18,14 @@ detection, a classification whose best score reaches ``min_score``, every regres
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from edge.mqtt.schemas import EVENT_SCHEMA, EventPayload
+from edge.mqtt.schemas import EVENT_SCHEMA, STREAM_STATE_SCHEMA, EventPayload
 from edge.mqtt.spool import Spool
 from edge.postprocess.results import Result
 from edge.tracking.config import TrackingSettings
@@ -171,6 +172,7 @@ class EventSink:
         min_score: float = 0.5,
         results_topic: str | None = None,
         publish: Callable[[str, bytes], Any] | None = None,
+        publish_state: Callable[[str, bytes], Any] | None = None,
     ) -> None:
         self.spool = spool
         self.topic = topic
@@ -182,6 +184,8 @@ class EventSink:
         )
         self.results_topic = results_topic
         self._publish = publish
+        self._publish_state = publish_state
+        self._states: dict[str, dict[str, Any] | None] = {}  # stream -> last published
         self.spooled = 0
         self.skipped = 0  # results that made no event
         self.results_published = 0
@@ -195,6 +199,7 @@ class EventSink:
             self._publish_result(result)
         with self._lock:
             events = self.builder.feed(result)
+            self._state_changed(stream_of(result))
         if not events:
             self.skipped += 1
             return
@@ -204,6 +209,7 @@ class EventSink:
         """The stream ended: ``end`` for its objects still tracked."""
         with self._lock:
             events = self.builder.finish(stream)
+            self._state_changed(stream)
         self._spool(events)
 
     def _spool(self, events: list[Event]) -> None:
@@ -218,6 +224,21 @@ class EventSink:
                 self.by_type[event.type] = self.by_type.get(event.type, 0) + 1
         if events:
             self._wake()
+
+    def _state_changed(self, stream: str) -> None:
+        """Publish the stream's state (retained) when it differs from the last one sent."""
+        if self._publish_state is None:
+            return
+        state = self.builder.state(stream)
+        if state is None or state == self._states.get(stream):
+            return
+        self._states[stream] = state
+        body = {"schema": STREAM_STATE_SCHEMA, "ts": time.time(),
+                "seq": self.spool.next_seq("stream_state"), "stream": stream, **state}  # fmt: skip
+        try:
+            self._publish_state(stream, json.dumps(body).encode())
+        except Exception as exc:  # retained state: the next change sends it again
+            log.warning("mqtt: state of stream %s not published: %s", stream, exc)
 
     def _publish_result(self, result: Result) -> None:
         assert self.results_topic is not None and self._publish is not None

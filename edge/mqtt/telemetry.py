@@ -143,6 +143,7 @@ def telemetry_payload(
     spool: dict[str, int] | None,
     health: Health | None = None,
     monitoring: dict[str, Any] | None = None,
+    streams: dict[str, dict[str, Any]] | None = None,
 ) -> TelemetryPayload:
     """The telemetry payload; ``monitoring`` is the daemon's ``monitoring()`` (drift PSI
     per statistic, feedback counters), left out where no observer runs."""
@@ -168,5 +169,6 @@ def telemetry_payload(
             "health": health,
             "drift": monitoring.get("drift"),
             "feedback": monitoring.get("feedback"),
+            "streams": streams or None,
         }
     )

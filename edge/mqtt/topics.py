@@ -40,6 +40,10 @@ class Topics:
         """Every frame's result, QoS 0, when mqtt.results is on (opt-in)."""
         return f"{self.root}/results"
 
+    def stream_state(self, stream: str) -> str:
+        """A stream's state (retained): last label or objects per label, on change."""
+        return f"{self.root}/streams/{stream}/state"
+
     @property
     def snapshot(self) -> str:
         """JPEG of the last frame, published by the ``snapshot`` command."""

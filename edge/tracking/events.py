@@ -124,6 +124,32 @@ class EventBuilder:
             return self._changed(state, stream, result, labels)
         return [Event("frame", stream, result)] if self.notable(result) else []
 
+    def state(self, stream: str) -> dict[str, Any] | None:
+        """What a stream shows now, for Home Assistant: ``label`` (the top label, or the
+        newest tracked object's), ``objects`` (tracked objects per label) and ``count``;
+        None for a stream whose results make no state (regression, anomaly, sensors)."""
+        state = self._streams.get(stream)
+        if state is None:
+            return None
+        if state.tracker is not None:
+            objects: dict[str, int] = {}
+            confirmed = [t for t in state.tracker.tracks if t.confirmed]
+            for track in confirmed:
+                objects[track.label] = objects.get(track.label, 0) + 1
+            newest = max(confirmed, key=lambda t: t.first_ts, default=None)
+            return {
+                "label": newest.label if newest is not None else None,
+                "objects": dict(sorted(objects.items())),
+                "count": len(confirmed),
+            }
+        if state.labels is None:
+            return None
+        return {
+            "label": state.labels[0] if state.labels else None,
+            "objects": dict.fromkeys(state.labels, 1),
+            "count": len(state.labels),
+        }
+
     def finish(self, stream: str | None = None) -> list[Event]:
         """``end`` for every object still tracked (of one stream, or of all)."""
         events: list[Event] = []

@@ -166,7 +166,7 @@ def test_a_stream_that_dies_mid_run_leaves_the_others_going(
 def test_motion_gated_streams_publish_tracked_objects(
     scenes: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
-    subscriber = Subscriber(broker.port, ["edge/cams/#"])
+    subscriber = Subscriber(broker.port, ["edge/cams/#", "homeassistant/#"])
     config = parse_config(
         {
             "device_id": "cams",
@@ -218,6 +218,35 @@ def test_motion_gated_streams_publish_tracked_objects(
         == stats["a"]["inferred"] + stats["b"]["inferred"]
     )
     assert len(results) == sink.results_published > 0
+    # per-stream stats in telemetry and /metrics
+    telemetry = [json.loads(m.payload) for m in subscriber.on("edge/cams/telemetry")]
+    assert all(set(t["streams"]) == {"a", "b"} for t in telemetry)
+    assert any(t["streams"]["a"]["camera_fps"] > 0 for t in telemetry)
+    assert telemetry[-1]["streams"]["b"]["skipped"] > 0
+    from edge.http.metrics import DaemonCollector
+
+    metrics = {
+        (m.name, tuple(sorted(sample.labels.items()))): sample.value
+        for m in DaemonCollector(daemon, daemon.health).collect()
+        for sample in m.samples
+    }
+    assert metrics[("edge_stream_frames", (("counter", "read"), ("stream", "a")))] == 160
+    assert metrics[("edge_stream_state", (("state", "ended"), ("stream", "b")))] == 1
+    # Home Assistant: one device, four entities per stream, each stream's state on change
+    configs = {m.topic: json.loads(m.payload) for m in subscriber.messages
+               if m.topic.startswith("homeassistant/")}  # fmt: skip
+    objects = configs["homeassistant/sensor/cams/a_objects/config"]
+    assert objects["state_topic"] == "edge/cams/streams/a/state"
+    assert objects["value_template"] == "{{ value_json.count }}"
+    assert objects["device"]["identifiers"] == ["edge_cams"]
+    fps = configs["homeassistant/sensor/cams/b_fps/config"]
+    assert fps["state_topic"] == "edge/cams/telemetry"
+    assert fps["value_template"] == "{{ value_json.streams['b'].process_fps }}"
+    assert {c["device"]["identifiers"][0] for c in configs.values()} == {"edge_cams"}
+    for name, moving in (("a", A_MOVING), ("b", B_MOVING)):
+        states = [json.loads(m.payload) for m in subscriber.on(f"edge/cams/streams/{name}/state")]
+        assert [s["count"] for s in states] == [0, 1] * len(moving) + [0]  # changes only
+        assert states[1]["objects"] == {"cat": 1} and states[1]["label"] == "cat"
     assert {r["stream"] for r in results} == {"a", "b"} and results[0]["type"] == "frame"
 
 

@@ -70,15 +70,16 @@ def test_home_assistant_discovery_is_sent_again_when_ha_comes_online(
     broker: Broker, service: MqttService
 ) -> None:
     sub = Subscriber(broker.port, ["homeassistant/+/dev1/+/config"])
-    assert sub.wait(lambda: len(sub.messages) == 6)  # retained
+    # retained: 6 for the daemon, 4 for its one stream (label, objects, state, fps)
+    assert sub.wait(lambda: len(sub.messages) == 10)
     config = json.loads(sub.on("homeassistant/sensor/dev1/fps/config")[0].payload)
     assert config["state_topic"] == f"{ROOT}/telemetry"
     assert config["availability_topic"] == f"{ROOT}/status"
     ha = Subscriber(broker.port, [], client_id="ha")
     assert service.connection.subscribed.wait(5)
     ha.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    assert sub.wait(lambda: len(sub.messages) == 12)
-    assert {m.topic for m in sub.messages[6:]} == {m.topic for m in sub.messages[:6]}
+    assert sub.wait(lambda: len(sub.messages) == 20)
+    assert {m.topic for m in sub.messages[10:]} == {m.topic for m in sub.messages[:10]}
     ha.close()
     sub.close()
 

@@ -147,6 +147,11 @@ function modelLine(info) {
 function eventText(event) {
   const labels = event.labels || [];
   const score = event.scores && event.scores[0];
+  const where = event.stream ? `${event.stream}: ` : "";
+  if (event.type === "new" || event.type === "update" || event.type === "end") {
+    return [`${where}${labels[0] || "object"} ${event.type}`, score ? `best ${(score * 100).toFixed(0)} %` : ""];
+  }
+  if (event.type === "change") return [`${where}${labels.join(", ") || "nothing"}`, "changed"];
   if (event.anomaly !== null && event.anomaly !== undefined) {
     return [event.anomaly ? "anomaly" : "normal", event.value !== null ? `score ${fmt(event.value, 3)}` : ""];
   }
@@ -272,6 +277,15 @@ function renderDevice(device) {
     li.textContent = "no events yet";
     events.replaceChildren(li);
   }
+  // per stream: state, camera / process / skipped fps, drops (telemetry's streams)
+  const streams = Object.entries((t && t.streams) || {});
+  show(field(tile, "streams-box"), streams.length > 0);
+  fillList(field(tile, "streams"), streams, ([name, s]) => [
+    ["ev-seq", name], ["ev-what", s.state || "?"],
+    ["ev-detail", `camera ${fmt(s.camera_fps, 1)} · process ${fmt(s.process_fps, 1)} · skipped ${fmt(s.skipped_fps, 1)} fps · ${s.dropped ?? 0} dropped`],
+    ["ev-lat", s.detection_fps ? `${fmt(s.detection_fps, 1)} det/s` : ""],
+    ["ev-time", s.last_error && s.state !== "running" ? s.last_error : ""],
+  ]);
   const driftEvents = (device.drift && device.drift.events) || [];
   const driftList = field(tile, "drift-events");
   show(driftList, driftEvents.length > 0);
