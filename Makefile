@@ -66,12 +66,12 @@ format: $(STAMP)
 
 # The sample model, its sidecar and a video of held-out digits: trained and written here
 # from scikit-learn's digits, nothing downloaded.
-$(DEMO)/digits.avi: packager/samples/digits.py | $(STAMP)
+$(DEMO)/digits.avi $(DEMO)/digits-desk.avi: packager/samples/digits.py | $(STAMP)
 	$(PY) -m packager.samples $(DEMO)
 
 # With no broker in the config, examples/demo.py starts a local mosquitto (if installed)
 # on a free loopback port for the run and prints how to watch the topics.
-demo: $(DEMO)/digits.avi
+demo: $(DEMO)/digits-desk.avi
 	$(VENV)/bin/edge info
 	$(PY) examples/demo.py --config examples/demo.yaml --report-every 2
 
@@ -80,7 +80,7 @@ demo: $(DEMO)/digits.avi
 # the whole path (edge bench --pipeline: raw, naive, daemon and the ceiling, 3 interleaved
 # runs, min/median/max), the pipeline's per-frame overhead, the spool's events/s to mosquitto
 # at QoS 1 (needs mosquitto_sub: apt-get install mosquitto-clients), and peak RSS per memory
-# lever. Ratios are against the raw interpreter and the naive loop measured in the same run.
+# lever, and several streams, motion gating, events. Ratios are against the raw interpreter and the naive loop measured in the same run.
 BENCH_VIDEO := $(BUILD)/bench/frames.avi
 bench: $(STAMP) thirdparty
 	$(PY) -m tests.benchmarks.runtime --out $(BUILD)/bench
@@ -92,6 +92,7 @@ bench: $(STAMP) thirdparty
 	$(PY) -m tests.pipeline.bench_pipeline 9000 1 3
 	$(PY) -m tests.benchmarks.spool --out $(BUILD)/bench --repeat 3
 	$(PY) -m tests.benchmarks.memory --out $(BUILD)/bench
+	$(PY) -m tests.benchmarks.streams --out $(BUILD)/bench
 
 # make package MODEL=... DEVICE=...   (MODEL: .keras, SavedModel, .tflite as it is, .onnx, .pt2) [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
 #              [RECIPE=examples/digits-recipe.yaml]   (distill -> prune -> quantize -> gate)

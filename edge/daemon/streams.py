@@ -116,6 +116,8 @@ class Stream:
 
     def open(self, wake: threading.Event) -> None:
         self._wake = wake
+        with self._lock:  # the rates' first sample: nothing read yet
+            self._rates.append((time.monotonic(), dict(self.counters)))
         try:
             self.source.open()
         except SourceError as exc:

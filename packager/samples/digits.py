@@ -113,7 +113,11 @@ def write_demo(out: Path, *, frames: int = 300) -> dict[str, Path]:
     video = write_digits_video(out / "digits.avi", arrays["x_test"][:frames])
     labels = out / "digits-video-labels.txt"
     labels.write_text("".join(f"{int(y)}\n" for y in arrays["y_test"][:frames]))
-    return {**written, "video": video, "labels": labels}
+    # the demo's two cameras: digits held for half a second and for a second, so motion
+    # gating has still frames to skip (examples/demo.yaml)
+    desk = write_digits_video(out / "digits-desk.avi", arrays["x_test"][:20], hold=15)
+    door = write_digits_video(out / "digits-door.avi", arrays["x_test"][20:30], hold=30)
+    return {**written, "video": video, "labels": labels, "desk": desk, "door": door}
 
 
 def main() -> None:
@@ -129,9 +133,10 @@ def main() -> None:
 
 
 def write_digits_video(
-    path: Path, images: np.ndarray, *, fps: float = 30.0, scale: int = 12
+    path: Path, images: np.ndarray, *, fps: float = 30.0, scale: int = 12, hold: int = 1
 ) -> Path:
-    """Write digits (N x 8 x 8 x 1 in [0, 1]) as an MJPG video, each upscaled ``scale`` times.
+    """Write digits (N x 8 x 8 x 1 in [0, 1]) as an MJPG video, each upscaled ``scale`` times
+    and shown for ``hold`` frames (a camera watching a desk sees a digit for a while).
 
     The demo and the daemon's tests play it back as a camera would deliver frames.
     """
@@ -146,7 +151,8 @@ def write_digits_video(
         for image in images:
             gray = np.clip(image[..., 0] * 255.0, 0, 255).astype(np.uint8)
             big = cv2.resize(gray, (size, size), interpolation=cv2.INTER_NEAREST)
-            writer.write(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
+            for _ in range(hold):
+                writer.write(cv2.cvtColor(big, cv2.COLOR_GRAY2BGR))
     finally:
         writer.release()
     return path
