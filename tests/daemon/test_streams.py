@@ -183,7 +183,15 @@ def test_motion_gated_streams_publish_tracked_objects(
     daemon = Daemon(config, limits=RunLimits(report_every_s=0.5))
     try:
         assert daemon.run() == 0
-        assert subscriber.wait(lambda: bool(subscriber.on("edge/cams/status")[-1:]))
+        assert daemon.mqtt is not None
+        published = daemon.mqtt.sink.results_published
+        stopped = subscriber.wait(
+            lambda: (
+                [m.payload for m in subscriber.on("edge/cams/status")][-1:] == [b"stopped"]
+                and len(subscriber.on("edge/cams/results")) >= published
+            )
+        )
+        assert stopped
     finally:
         subscriber.close()
     stats = daemon.stream_stats()
