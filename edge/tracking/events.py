@@ -47,15 +47,11 @@ def stream_of(result: Result) -> str:
 
 
 def present_classes(result: Result) -> tuple[str, ...]:
-    """The classes a segmentation result shows: its mask's (when results carry one),
-    else its ``top`` labels."""
-    mask = getattr(result, "mask", None)
-    if mask is not None and getattr(mask, "labels", None):
-        import numpy as np
-
-        found = np.unique(np.asarray(mask.classes))
-        labels = mask.labels
-        return tuple(sorted(labels[i] for i in found if 0 < i < len(labels)))
+    """The classes a segmentation result shows: those with a share of the image in its
+    ``areas`` (the background, class 0, is not among them), else its ``top`` labels."""
+    areas = getattr(result, "areas", ())
+    if areas:
+        return tuple(sorted(label for label, share in areas if share > 0))
     return tuple(sorted({label for label, _ in result.top}))
 
 

@@ -95,3 +95,15 @@ def test_the_daemon_loads_the_tracker_only_for_a_tracked_detector() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_segmentation_events_on_change_of_the_classes_present() -> None:
+    builder = EventBuilder()
+    shown = [(("person", 0.3),), (("person", 0.2), ("dog", 0.1)), (("dog", 0.1), ("person", 0.2))]
+    events = []
+    for i, areas in enumerate(shown):
+        events += builder.feed(Result(i, float(i), "cam", "segmentation", areas=areas))
+    assert [(e.previous, e.labels) for e in events] == [
+        ((), ("person",)),
+        (("person",), ("dog", "person")),
+    ]  # the third frame shows the same classes: no event
