@@ -65,7 +65,7 @@ from edge.sinks.base import Sink
 from edge.sinks.config import make_sink
 from edge.sources.config import is_sensor
 from edge.sources.frames import Frame
-from edge.sources.motion import map_region
+from edge.sources.motion import RegionMapped
 
 if TYPE_CHECKING:
     from edge.http import HttpEndpoint
@@ -202,12 +202,7 @@ class Daemon:
             outputs=runner.outputs,
             input_size=size,
         )
-
-        def mapped(outputs: Any, frame: Frame, model_input: Any) -> Result:
-            # a motion region's crop: boxes back into the full frame (edge.sources.motion)
-            return map_region(post(outputs, frame, model_input))  # type: ignore[no-any-return]
-
-        return mapped
+        return RegionMapped(post)  # a motion region's crop: boxes back into the frame
 
     def start(self) -> None:
         self._spec, self._runner = self._model(self.config)

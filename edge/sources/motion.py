@@ -156,3 +156,18 @@ def map_region(result: Any) -> Any:
         for d in result.detections
     )
     return dataclasses.replace(result, detections=moved)
+
+
+class RegionMapped:
+    """A postprocess whose detection boxes go through :func:`map_region`; its decoder's
+    ``warning`` (edge.postprocess.factory) shows through."""
+
+    def __init__(self, postprocess: Any) -> None:
+        self.postprocess = postprocess
+
+    @property
+    def warning(self) -> Any:
+        return getattr(self.postprocess, "warning", None)
+
+    def __call__(self, outputs: Any, frame: Frame, model_input: Any) -> Any:
+        return map_region(self.postprocess(outputs, frame, model_input))
