@@ -193,6 +193,7 @@ class HealthCheck:
                 f"source ({config.source.type}) retrying: it stopped delivering frames and "
                 "is reopened with backoff (retry:)"
             )
+        reasons += stream_reasons(daemon, state)
         if daemon.mqtt is not None:
             reasons += self._broker(daemon.mqtt, rules, now, daemon.started_at)
             reasons += self._spool(daemon.mqtt.spool, rules, now)
@@ -284,6 +285,20 @@ def fell_back_reason(runtime: Mapping[str, Any]) -> str:
     )
     why = f" ({failed})" if failed else ""
     return f"delegate fell back from {wanted} to {runtime.get('delegate')}{why}"
+
+
+def stream_reasons(daemon: Any, state: str | None) -> list[str]:
+    """With several streams, one line for each that is not running while the daemon runs
+    (edge.daemon.streams): a stream retrying or gone leaves the others going, degraded."""
+    stream_stats = getattr(daemon, "stream_stats", None)
+    stats = stream_stats() if stream_stats is not None else {}
+    if len(stats) < 2 or state not in ("running", "retrying"):
+        return []
+    return [
+        f"stream {name} {st['state']}" + (f": {st['last_error']}" if st.get("last_error") else "")
+        for name, st in stats.items()
+        if st.get("state") != "running"
+    ]
 
 
 def decode_failing(decoding: Mapping[str, Any] | None) -> str | None:

@@ -152,8 +152,19 @@ def test_a_stream_that_dies_mid_run_leaves_the_others_going(
         }
     )
     daemon = Daemon(config, limits=RunLimits(duration_s=20, report_every_s=0.5))
-    threading.Timer(0.3, doomed.unlink).start()  # gone when the loop opens it again
+    seen = []
+
+    def kill_then_look() -> None:
+        _wait(lambda: daemon.stream_stats().get("doomed", {}).get("read", 0) >= 5)
+        doomed.unlink()  # gone when the loop opens it again, after its 30 frames
+        _wait(lambda: daemon.stream_stats()["doomed"]["state"] == "failed")
+        seen.append(daemon.health())  # b still going
+
+    threading.Thread(target=kill_then_look).start()
     assert daemon.run() == 0
+    (health,) = seen
+    assert health.status == "degraded", health
+    assert any(r.startswith("stream doomed failed: video ") for r in health.reasons), health
     stats = daemon.stream_stats()
     assert stats["doomed"]["state"] == "failed"
     assert "no such file" in stats["doomed"]["last_error"]
