@@ -142,7 +142,7 @@ class HealthCheck:
         described: Mapping[str, Any],
         state: str | None,
     ) -> list[str]:
-        source = daemon.config.source.type
+        source = ", ".join(sorted({s.source.type for s in daemon.config.streams()}))
         if not described.get("running"):
             return ["pipeline not running (the daemon is starting, stopping or stopped)"]
         reasons = []
@@ -190,8 +190,8 @@ class HealthCheck:
         config = daemon.config
         if state == "retrying":
             reasons.append(
-                f"source ({config.source.type}) retrying: it stopped delivering frames and "
-                "is reopened with backoff (retry:)"
+                f"source ({config.streams()[0].source.type}) retrying: it stopped delivering "
+                "frames and is reopened with backoff (retry:)"
             )
         reasons += stream_reasons(daemon, state)
         if daemon.mqtt is not None:

@@ -113,7 +113,10 @@ class Routes:
             "device": daemon.config.device,
             "model": {k: model.get(k) for k in ("name", "version", "sha256")} if model else None,
             "delegate": runtime.get("delegate"),
-            "source": {"type": daemon.config.source.type, "state": daemon.source_state()},
+            "source": {
+                "type": daemon.config.streams()[0].source.type,
+                "state": daemon.source_state(),
+            },
             "fps": snapshot.get("fps"),
             "processed": snapshot.get("counters", {}).get("processed"),
             "mqtt_connected": None if link is None else link.connection.connected.is_set(),
@@ -133,10 +136,11 @@ class Routes:
                 "http.snapshot: true in edge.yaml and reload the daemon (SIGHUP) to serve "
                 "the last frame here",
             )
-        if is_sensor(config.source):
+        source = config.streams()[0].source  # several streams are all images or all sensors
+        if is_sensor(source):
             return text(
                 503,
-                f"the source ({config.source.type}) delivers sensor samples, not images: "
+                f"the source ({source.type}) delivers sensor samples, not images: "
                 "there is no frame to show",
             )
         frame, result = latest(self.daemon.last_frame, self.daemon.last_result)
