@@ -220,6 +220,7 @@ class MqttService:
     # -- paho's thread ------------------------------------------------------------------
     def _on_connected(self) -> None:
         self.publish_info()
+        self.sink.publish_states()
         if self.discovery:
             self.publish_discovery()
 

@@ -240,6 +240,14 @@ class EventSink:
         except Exception as exc:  # retained state: the next change sends it again
             log.warning("mqtt: state of stream %s not published: %s", stream, exc)
 
+    def publish_states(self) -> None:
+        """Send every stream's last state again (on connect: one made while the broker was
+        away was lost, and the topic is retained)."""
+        with self._lock:
+            states, self._states = self._states, {}
+            for stream in states:
+                self._state_changed(stream)
+
     def _publish_result(self, result: Result) -> None:
         assert self.results_topic is not None and self._publish is not None
         seq = self.spool.next_seq(RESULTS_STREAM)
