@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edge.daemon.config import parse_config
@@ -20,6 +21,7 @@ from tests.broker import Broker
 from tests.mqtt.support import Subscriber
 from tests.scenes import green_detector, object_box, write_scene
 
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 A_MOVING = [(20, 50), (100, 130)]  # frames [start, end) where the cat crosses stream a
 B_MOVING = [(40, 70)]
 
@@ -319,3 +321,31 @@ def test_motion_regions_give_the_detector_a_crop_and_boxes_in_the_frame(
             assert max(abs(a - b) for a, b in zip(box, expected, strict=True)) <= 6, seq
     found = [r for r in cropped if start + 1 <= r["frame_seq"] < end and r["detections"]]
     assert len(found) >= (end - start) - 3
+
+
+def test_frames_of_different_streams_are_batched_together(
+    demo: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "results.jsonl"
+    config = parse_config(
+        {
+            "bundle": str(demo["int8"]),
+            "sources": [f"left={demo['video']}", f"right={demo['video']}"],
+            "pipeline": {"batch_size": 4, "batch_wait_ms": 50},
+            "runtime": {"threads": 1},
+            "sinks": [{"type": "jsonl", "path": str(out)}],
+        }
+    )
+    daemon = Daemon(config)
+    assert daemon.run() == 0
+    counters = daemon.measurements()["counters"]
+    assert counters["processed"] == 240 and counters["batches"] < 240
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    labels = np.load(demo["labels"])
+    for name in ("left", "right"):  # each stream's results, in its order, right as alone
+        mine = [r for r in results if r["meta"]["stream"] == name]
+        assert [r["frame_seq"] for r in mine] == list(range(120))
+        right = sum(
+            int(r["top"][0]["label"] == DIGITS[int(y)]) for r, y in zip(mine, labels, strict=True)
+        )
+        assert right >= 108, right  # the int8 model's test accuracy, about 0.95
