@@ -203,7 +203,7 @@ class EventSink:
         if not events:
             self.skipped += 1
             return
-        self._spool(events)
+        self._spool(events, defer=True)  # committed by flush (group commit, as above)
 
     def end_stream(self, stream: str) -> None:
         """The stream ended: ``end`` for its objects still tracked."""
@@ -212,17 +212,17 @@ class EventSink:
             self._state_changed(stream)
         self._spool(events)
 
-    def _spool(self, events: list[Event]) -> None:
+    def _spool(self, events: list[Event], *, defer: bool = False) -> None:
         for event in events:
 
             def build(n: int, e: Event = event) -> bytes:
                 return payload_for(e, n).to_json()
 
-            seq = self.spool.append(EVENTS_STREAM, self.topic, build)
+            seq = self.spool.append(EVENTS_STREAM, self.topic, build, defer=defer)
             if seq is not None:
                 self.spooled += 1
                 self.by_type[event.type] = self.by_type.get(event.type, 0) + 1
-        if events:
+        if events and not defer:
             self._wake()
 
     def _state_changed(self, stream: str) -> None:
@@ -264,6 +264,8 @@ class EventSink:
             self.results_lost += 1
 
     def flush(self) -> None:
+        """Commit the buffered events (the spool wakes the forwarder when it commits)."""
+        self.spool.commit()
         self._wake()
 
     def close(self) -> None:
