@@ -41,7 +41,7 @@ from edge.daemon.control import (
 )
 from edge.daemon.health import HealthCheck
 from edge.daemon.model_spec import ModelSpec
-from edge.daemon.streams import StreamCounter, StreamSet, check_tracking, stream_line
+from edge.daemon.streams import StreamCounter, StreamSet, check_tracking
 from edge.device.bench import peak_rss_mb
 from edge.errors import EdgeError
 from edge.monitor import observers_for
@@ -314,13 +314,7 @@ class Daemon:
         """The source's state (running, retrying, ended, failed); with several streams
         running while one runs, then retrying, ended or failed (every stream); None
         before start. Each stream's own is in :meth:`stream_stats`."""
-        if self._source is None:
-            return None
-        states = {s.state for s in self._source.streams}
-        for state in ("running", "retrying"):
-            if state in states:
-                return state
-        return "ended" if "ended" in states else "failed"
+        return self._source.overall_state() if self._source is not None else None
 
     def stream_stats(self) -> dict[str, dict[str, Any]]:
         """Per stream: state, last error, camera/process/skipped/detection fps, counters
@@ -477,10 +471,8 @@ class Daemon:
     def _report(self) -> None:
         source = self._source.state if self._source else "-"
         self.status(status_line(self.measurements(), self.config.pipeline.queue_size, source))
-        stats = self.stream_stats()
-        if len(stats) > 1 or any(s["motion"] for s in stats.values()):
-            for name, st in stats.items():
-                self.status(stream_line(name, st))
+        for line in self._source.status_lines() if self._source else []:
+            self.status(line)
 
     def _limit_reached(self) -> bool:
         elapsed = time.monotonic() - self.started_at

@@ -301,6 +301,21 @@ class StreamSet:
             self._wake.wait(0.05 if left is None else min(left, 0.05))
         return None
 
+    def overall_state(self) -> str:
+        """running while one stream runs, then retrying, then ended, else failed."""
+        states = {s.state for s in self.streams}
+        for state in ("running", "retrying", "ended"):
+            if state in states:
+                return state
+        return "failed"
+
+    def status_lines(self) -> list[str]:
+        """One line per stream for the daemon's report, when there are several or motion."""
+        stats = self.stats()
+        if len(stats) < 2 and not any(s["motion"] for s in stats.values()):
+            return []
+        return [stream_line(name, st) for name, st in stats.items()]
+
     def newly_ended(self, grace_s: float = 1.0) -> list[str]:
         """Streams whose thread ended at least ``grace_s`` ago with nothing left queued
         (their last frames have had time to come out of the pipeline), once each."""
