@@ -4,16 +4,16 @@
 :class:`~edge.tracking.events.EventBuilder` (tracked objects, changes of label; docs/mqtt.md)
 and spools what it makes; with ``mqtt.results`` every frame's result is also published
 on ``results`` at QoS 0, straight to the broker (not spooled: a per-frame feed for whoever
-wants it; while the broker is away those are lost, and counted). :class:`MqttEventSink`
-below is the per-result sink it grew from (``events: all | notable``).
+wants it; while the broker is away those are lost, and counted). ``mqtt.events:
+all | notable`` turns tracking and change detection off: one event per (notable) result.
 
 ``handle`` buffers the event in the spool; the spool commits it with the others of its
 batch (a group commit: ``spool.batch_events`` events or ``spool.batch_ms`` after the
 first, and on every ``flush``, which the pipeline's sink thread calls once results stop
 coming for a few ms). A ``kill -9`` loses at most those not yet committed, nothing that
-was; the forwarder publishes committed events at QoS 1 and deletes them on PUBACK. What is
-worth reporting is ``report``: ``all`` results, or ``notable`` ones (an anomaly, any
-detection, a classification whose best score reaches ``min_score``, every regression).
+was; the forwarder publishes committed events at QoS 1 and deletes them on PUBACK. A
+``notable`` result is an anomaly, any detection, a classification whose best score reaches
+``min_score``, or any regression.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 from edge.mqtt.schemas import EVENT_SCHEMA, STREAM_STATE_SCHEMA, EventPayload
 from edge.mqtt.spool import Spool
@@ -33,7 +33,6 @@ from edge.tracking.events import Event, EventBuilder, Mode, stream_of
 
 log = logging.getLogger(__name__)
 
-Report = Literal["all", "notable"]
 EVENTS_STREAM = "events"
 RESULTS_STREAM = "results"
 
@@ -73,49 +72,6 @@ def event_payload(result: Result, seq: int) -> EventPayload:
             "result": data,
         }
     )
-
-
-class MqttEventSink:
-    """A Sink (edge.sinks.base): ``name``, ``handle``, ``flush``, ``close``."""
-
-    name = "mqtt-events"
-
-    def __init__(
-        self,
-        spool: Spool,
-        topic: str,
-        *,
-        wake: Callable[[], None],
-        report: Report = "notable",
-        min_score: float = 0.5,
-    ) -> None:
-        self.spool = spool
-        self.topic = topic
-        self.report = report
-        self.min_score = min_score
-        self.spooled = 0
-        self.skipped = 0  # results not worth reporting
-        self._wake = wake
-
-    def handle(self, result: Result) -> None:
-        if self.report == "notable" and not notable(result, self.min_score):
-            self.skipped += 1
-            return
-        seq = self.spool.append(
-            EVENTS_STREAM, self.topic, lambda n: event_payload(result, n).to_json(), defer=True
-        )
-        if seq is not None:
-            self.spooled += 1
-
-    def flush(self) -> None:
-        """Commit the buffered events (the spool wakes the forwarder when it commits)."""
-        self.spool.commit()
-        self._wake()
-
-    def close(self) -> None:
-        """The service owns the spool and the connection: closing the sink only flushes
-        (the daemon closes and rebuilds sinks on a reload)."""
-        self.flush()
 
 
 def payload_for(event: Event, seq: int, source: str = "") -> EventPayload:

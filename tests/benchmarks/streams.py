@@ -38,6 +38,7 @@ import numpy as np
 from edge.common.textable import render_table
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
+from tests.benchmarks.daemon import naive_run
 from tests.broker import make_broker
 from tests.models import mobilenet_models
 from tests.mqtt.support import Subscriber
@@ -95,26 +96,8 @@ def ceiling(model: Path, video: Path, frames: int = 100) -> dict[str, float]:
 
 def naive(model: Path, video: Path, threads: int) -> dict[str, float]:
     """The loop a user writes for one camera (run as its own process)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(model), num_threads=threads)
-    interpreter.allocate_tensors()
-    detail = interpreter.get_input_details()[0]
-    scale, zero = detail["quantization"]
-    out = interpreter.get_output_details()[0]["index"]
-    capture = cv2.VideoCapture(str(video))
-    count, start = 0, time.time()
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(cv2.resize(frame, (224, 224)), cv2.COLOR_BGR2RGB)
-        tensor = np.clip(np.round(rgb / 255.0 / scale) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(detail["index"], tensor[np.newaxis])
-        interpreter.invoke()
-        interpreter.get_tensor(out)
-        count += 1
-    return {"frames": count, "start": start, "end": time.time()}
+    count, start, end = naive_run(model, threads, video)
+    return {"frames": count, "start": start, "end": end}
 
 
 def naive_processes(model: Path, videos: list[Path]) -> float:
