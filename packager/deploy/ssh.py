@@ -158,7 +158,7 @@ def requirements(wheel: Path | None, profile: DeviceProfile) -> list[str]:
 
 def build_wheel(out_dir: Path, project: Path | None = None) -> Path:
     """``pip wheel --no-deps PROJECT -w OUT_DIR``; the wheel's path."""
-    source = project or Path(__file__).resolve().parents[1]
+    source = project or Path(__file__).resolve().parents[2]
     if not (source / "pyproject.toml").is_file():
         message = f"{source}: no pyproject.toml to build a wheel from; pass --wheel"
         raise DeployError(message, step="wheel")
