@@ -484,7 +484,11 @@ class Daemon:
 
     def run(self) -> int:
         """Run until stopped, the source ends, or a limit; return the exit code."""
-        self.start()
+        try:
+            self.start()
+        except BaseException:  # failed half-way (mqtt credentials, TLS files): the pipeline's
+            self.stop()  # threads must end before the interpreter, or the runtime aborts
+            raise
         assert self._pipeline is not None
         next_report = time.monotonic() + self.limits.report_every_s
         try:

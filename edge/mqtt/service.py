@@ -111,7 +111,11 @@ class MqttService:
             conn.subscribe(self.topics.ha_status, self._on_ha_status)
         conn.on_connect(self._on_connected)
         self.forwarder.start()
-        conn.start()
+        try:
+            conn.start()  # raises for unreadable TLS or password files
+        except BaseException:
+            self.forwarder.stop()  # no thread left behind reading a spool about to close
+            raise
         self._thread = threading.Thread(target=self._telemetry_loop, name="mqtt-telemetry")
         self._thread.daemon = True
         self._thread.start()
