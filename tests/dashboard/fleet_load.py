@@ -20,12 +20,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.broker import make_broker
 from tests.dashboard import payloads
@@ -50,7 +51,7 @@ class Publisher:
         self.names = [f"dev-{i:05d}" for i in range(devices)]
         self.period_s = period_s
         self.template: dict[str, Any] = json.loads(payloads.telemetry(0, 0.0))
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fleet-load")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-load")
         self.client.max_queued_messages_set(0)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -107,10 +108,8 @@ class Page:
             pass
 
     def close(self) -> None:
-        try:
+        with suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
         self._thread.join(timeout=5)
 
