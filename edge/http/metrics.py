@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
 )
@@ -23,6 +24,7 @@ from prometheus_client.core import (
 from edge.daemon.health import HealthView
 from edge.mqtt.schemas import Health
 from edge.mqtt.telemetry import ProcessStats
+from edge.pipeline.metrics import LATENCY_BUCKETS
 
 # the pipeline's counters (edge.pipeline.metrics.COUNTERS) -> metric name, help
 COUNTERS: dict[str, tuple[str, str]] = {
@@ -33,7 +35,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "sink_errors": ("edge_sink_errors", "Sink calls that raised."),
     "batches": ("edge_batches", "Micro-batches run through the model."),
 }
-QUANTILES = (("p50_ms", "0.5"), ("p95_ms", "0.95"), ("p99_ms", "0.99"))
+# the le labels, written as prometheus_client writes its own ("0.005", "1.0", "+Inf")
+BUCKET_BOUNDS = [*(repr(float(bound)) for bound in LATENCY_BUCKETS), "+Inf"]
 HEALTH_STATES = ("ok", "degraded", "failing")
 SOURCE_STATES = ("running", "retrying", "ended", "failed")
 
@@ -192,21 +195,7 @@ def _pipeline(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
         "Results per second over the last few seconds.",
         value=float(snapshot.get("fps", 0.0)),
     )
-    latency = GaugeMetricFamily(
-        "edge_stage_latency_seconds",
-        "Per-stage latency percentiles over the most recent samples.",
-        labels=["stage", "quantile"],
-    )
-    samples = CounterMetricFamily(
-        "edge_stage_samples", "Timings recorded per stage.", labels=["stage"]
-    )
-    for stage, values in snapshot.get("stages", {}).items():
-        for key, quantile in QUANTILES:
-            if values.get(key) is not None:
-                latency.add_metric([stage, quantile], round(float(values[key]) / 1e3, 9))
-        samples.add_metric([stage], float(values.get("count", 0)))
-    yield latency
-    yield samples
+    yield _latency(snapshot.get("histograms", {}))
     counters = snapshot.get("counters", {})
     for key, (name, text) in COUNTERS.items():
         yield CounterMetricFamily(name, text, value=float(counters.get(key, 0)))
@@ -222,6 +211,23 @@ def _pipeline(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
     for queue, value in snapshot.get("queue_depth", {}).items():
         depth.add_metric([queue], float(value))
     yield depth
+
+
+def _latency(histograms: Mapping[str, Mapping[str, Any]]) -> HistogramMetricFamily:
+    """Per stage since start: a Prometheus histogram (``_bucket{le}``, ``_sum``,
+    ``_count``), from the pipeline's per-bucket counts (edge.pipeline.metrics)."""
+    family = HistogramMetricFamily(
+        "edge_stage_latency_seconds",
+        "Per-stage latency since start (histogram_quantile() for percentiles).",
+        labels=["stage"],
+    )
+    for stage, histogram in histograms.items():
+        cumulative, buckets = 0, []
+        for bound, count in zip(BUCKET_BOUNDS, histogram["buckets"], strict=True):
+            cumulative += int(count)
+            buckets.append((bound, float(cumulative)))
+        family.add_metric([stage], buckets, sum_value=float(histogram["sum"]))
+    return family
 
 
 def _states(

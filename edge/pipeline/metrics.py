@@ -2,11 +2,13 @@
 
 Recording is a lock, a deque append and an integer add, so it can sit on the hot path.
 Percentiles are computed at :meth:`StageMetrics.snapshot` time over the most recent
-``samples`` values of each stage (a ring, not the whole history).
+``samples`` values of each stage (a ring, not the whole history); every timing also
+lands in a cumulative histogram (LATENCY_BUCKETS, with its sum) for Prometheus.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -17,6 +19,11 @@ import numpy as np
 
 STAGES = ("capture", "preprocess", "queue_wait", "inference", "postprocess", "sink")
 COUNTERS = ("frames_in", "processed", "dropped", "errors", "sink_errors", "batches")
+# upper bounds (seconds) of the latency histograms: 100 us (postprocess, sink) to 5 s (a
+# slow model on a Pi); +Inf is implied
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
+)  # fmt: skip
 
 
 class StageMetrics:
@@ -49,6 +56,8 @@ class StageMetrics:
         self._lock = threading.Lock()
         self._samples = {stage: deque[float](maxlen=samples) for stage in STAGES}
         self._totals = dict.fromkeys(STAGES, 0)
+        self._buckets = {stage: [0] * (len(LATENCY_BUCKETS) + 1) for stage in STAGES}
+        self._sums = dict.fromkeys(STAGES, 0.0)
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._done: deque[tuple[float, int]] = deque()
         self._batches: deque[int] = deque(maxlen=samples)
@@ -58,37 +67,32 @@ class StageMetrics:
     def record(self, stage: str, seconds: float) -> None:
         """One timing of ``stage`` (one of STAGES), in seconds."""
         with self._lock:
-            self._samples[stage].append(seconds)
-            self._totals[stage] += 1
+            self._observe(stage, seconds)
 
     def record_many(self, stage: str, values: list[float]) -> None:
         """Several timings of ``stage`` under one lock (a chunk of frames)."""
         with self._lock:
-            self._samples[stage].extend(values)
-            self._totals[stage] += len(values)
+            for seconds in values:
+                self._observe(stage, seconds)
 
     def record_submitted(self, preprocess_s: float) -> None:
         """A frame was offered (``frames_in``) and preprocessed in ``preprocess_s``."""
         with self._lock:
             self._counters["frames_in"] += 1
-            self._samples["preprocess"].append(preprocess_s)
-            self._totals["preprocess"] += 1
+            self._observe("preprocess", preprocess_s)
 
     def record_item(self, inference_s: float, postprocess_s: float) -> None:
         """A batch of one: its inference and its postprocessing, under one lock."""
         with self._lock:
-            self._samples["inference"].append(inference_s)
-            self._totals["inference"] += 1
+            self._observe("inference", inference_s)
             self._counters["batches"] += 1
             self._batches.append(1)
-            self._samples["postprocess"].append(postprocess_s)
-            self._totals["postprocess"] += 1
+            self._observe("postprocess", postprocess_s)
 
     def record_inference(self, seconds: float, size: int) -> None:
         """One micro-batch of ``size`` items ran in ``seconds``."""
         with self._lock:
-            self._samples["inference"].append(seconds)
-            self._totals["inference"] += 1
+            self._observe("inference", seconds)
             self._counters["batches"] += 1
             self._batches.append(size)
 
@@ -96,8 +100,7 @@ class StageMetrics:
         """One result went through the sinks in ``sink_seconds``: ``sink`` and
         ``processed`` under one lock."""
         with self._lock:
-            self._samples["sink"].append(sink_seconds)
-            self._totals["sink"] += 1
+            self._observe("sink", sink_seconds)
             self._counters["processed"] += 1
             now = self._clock()
             self._done.append((now, 1))
@@ -123,6 +126,13 @@ class StageMetrics:
         with self._lock:
             self._queues[name] = depth
 
+    def _observe(self, stage: str, seconds: float) -> None:
+        """One timing into the ring, the count, the histogram and the sum (lock held)."""
+        self._samples[stage].append(seconds)
+        self._totals[stage] += 1
+        self._buckets[stage][bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sums[stage] += seconds
+
     def _prune(self, now: float) -> None:
         while self._done and self._done[0][0] < now - self._window:
             self._done.popleft()
@@ -146,6 +156,8 @@ class StageMetrics:
         with self._lock:
             samples = {stage: list(values) for stage, values in self._samples.items()}
             totals = dict(self._totals)
+            buckets = {stage: list(counts) for stage, counts in self._buckets.items()}
+            sums = dict(self._sums)
             counters = dict(self._counters)
             batches = list(self._batches)
             queues = dict(self._queues)
@@ -166,6 +178,12 @@ class StageMetrics:
             "stages": stages,
             "counters": counters,
             "queue_depth": {name: int(depth()) for name, depth in queues.items()},
+            # per stage since start: observations per bucket of LATENCY_BUCKETS (the last
+            # one above them all, not cumulative) and their sum in seconds
+            "histograms": {
+                stage: {"buckets": buckets[stage], "sum": sums[stage], "count": totals[stage]}
+                for stage in STAGES
+            },
             "batch_size": {
                 "mean": round(float(np.mean(batches)), 3) if batches else None,
                 "max": max(batches) if batches else None,
