@@ -3,9 +3,11 @@
 The unit comes from the current slot's ``edge.service``, fitted to this machine:
 ``ExecStart`` runs the edge executable doing the install (the one in the venv the bundle
 was installed with) with ``--config ETC/edge.yaml``, and ``WorkingDirectory`` is the
-install root. The bundle's ``edge.yaml`` is copied to ``ETC/edge.yaml`` only when that
-file does not exist (a user's config is never overwritten), with ``install_root`` added
-so the daemon finds ``current`` whichever user the unit runs as.
+install root (made writable with ``ReadWritePaths=`` when it is not the unit's
+``StateDirectory``, /var/lib/edge). The bundle's ``edge.yaml`` is copied to
+``ETC/edge.yaml`` only when that file does not exist (a user's config is never
+overwritten), with ``install_root`` added so the daemon finds ``current`` whichever user
+the unit runs as.
 
 systemctl runs only with ``enable``, and only where systemd is running
 (``/run/systemd/system`` exists); otherwise the result says so plainly.
@@ -33,6 +35,7 @@ UNIT = "edge.service"
 CONFIG = "edge.yaml"
 SYSTEMD_RUNNING = Path("/run/systemd/system")
 SYSTEMCTL_TIMEOUT_S = 60
+STATE_DIRECTORY = Path("/var/lib/edge")  # the unit's StateDirectory=edge
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ def _fit_unit(text: str, *, edge: str, config: Path, root: Path) -> str:
     text, found = re.subn(r"(?m)^ExecStart=.*$", f"ExecStart={edge} run --config {config}", text)
     if not found:
         raise ServiceError("the bundle's edge.service has no ExecStart= line; rebuild the bundle")
-    return re.sub(r"(?m)^WorkingDirectory=.*$", f"WorkingDirectory={root}", text)
+    text = re.sub(r"(?m)^WorkingDirectory=.*$", f"WorkingDirectory={root}", text)
+    if root.resolve() != STATE_DIRECTORY and re.search(r"(?m)^ProtectSystem=strict$", text):
+        # the unit's StateDirectory= makes only /var/lib/edge writable
+        text = re.sub(r"(?m)^(WorkingDirectory=.*)$", rf"\1\nReadWritePaths={root}", text)
+    return text
 
 
 def _unit_user(text: str) -> str | None:
@@ -134,9 +141,12 @@ def install_service(
         try:
             pwd.getpwnam(user)
         except KeyError:
+            found = re.search(r"(?m)^SupplementaryGroups=(.+)$", unit)
+            groups = f"--groups {','.join(found.group(1).split())} " if found else ""
             notes.append(
-                f"user {user!r} does not exist: create it (useradd --system --groups video "
-                f"{user}) and let it read {root}"
+                f"user {user!r} does not exist: create it (useradd --system --shell "
+                f"/usr/sbin/nologin --home-dir {root} {groups}{user}; packager deploy "
+                "--provision does it)"
             )
     enabled = False
     if enable:

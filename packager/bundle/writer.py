@@ -51,6 +51,7 @@ from edge.runtime import ModelRunner, load_model
 from edge.runtime.preprocess import PreprocessSpec, default_spec
 from packager import __version__
 from packager.bundle.prepared import Prepared, convert_for_bundle
+from packager.bundle.unit import service_unit
 from packager.errors import SourceModelError
 from packager.evaluate.evaluation import Evaluation
 from packager.evaluate.reference import reference_for_bundle
@@ -66,34 +67,6 @@ NPZ_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 #: Selftest tolerance per mode, as a fraction of max(1, the largest |output|).
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-3, "dynamic": 1e-2, "int8": 0.02, "int16x8": 0.02}
 QUANT_STEPS = 4  # and at least this many quantization steps of a quantized output
-
-SERVICE_UNIT = """\
-# systemd unit for the edge daemon ({title}).
-# `edge service install` writes it to /etc/systemd/system/edge.service. The edge user
-# needs the video group for cameras (plugdev for a Coral USB, apex for a Coral PCIe).
-[Unit]
-Description=edge inference daemon
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-Type=simple
-User=edge
-WorkingDirectory=/var/lib/edge
-Environment=PYTHONUNBUFFERED=1
-# two malloc arenas instead of 8 per core: the pipeline's threads otherwise each grow one
-Environment=MALLOC_ARENA_MAX=2
-ExecStart=/opt/edge/venv/bin/edge run --config /etc/edge/edge.yaml
-Restart=on-failure
-RestartSec=5
-# Hardening that keeps /dev/video*, USB and PCIe accelerators reachable (so no
-# PrivateDevices= or DevicePolicy=); /usr, /boot and /etc are read-only for the daemon.
-NoNewPrivileges=yes
-ProtectSystem=full
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 
 @dataclass(frozen=True)
@@ -206,13 +179,21 @@ def _labels(path: Path | None, found: tuple[str, ...] | None, classes: int, task
 
 
 def _edge_yaml(profile: DeviceProfile, name: str, version: int | str) -> bytes:
+    """The default config: the profile's camera and delegate chain. ``runtime.threads`` is
+    left out, so the daemon sizes itself to the cores of the machine it runs on (a generic
+    profile's core count is a guess) and keeps the profile's parallelism plan."""
     chain = ", ".join(json.dumps(entry, sort_keys=True) for entry in profile.delegates)
+    cam = profile.camera
     return (
         f"# edge.yaml for {name} {version} on {profile.id}; see docs/config.md\n"
         "bundle: current\n"
+        "# the profile's camera; change it to your source (docs/config.md, 'source')\n"
+        f"source: {{type: camera, device: {json.dumps(cam.device)}, width: {cam.width}, "
+        f"height: {cam.height}, fps: {cam.fps}}}\n"
         "runtime:\n"
         f"  delegates: [{chain}]\n"
-        f"  threads: {profile.threads}\n"
+        f"  parallelism: {profile.parallelism}\n"
+        "  # threads: one per core of this machine; set runtime.threads to pin a number\n"
     ).encode()
 
 
@@ -330,7 +311,7 @@ def _write(prepared: Prepared, *, profile: DeviceProfile, out_dir: Path, calib: 
         **prepared.models,
         LABELS_MEMBER: _labels(labels, found_labels, classes, task),
         CONFIG_MEMBER: _edge_yaml(profile, name, version),
-        UNIT_MEMBER: SERVICE_UNIT.format(title=title).encode(),
+        UNIT_MEMBER: service_unit(profile, title).encode(),
         SELFTEST: selftest,
     }
     manifest = Manifest.model_validate(

@@ -184,16 +184,17 @@ def test_edge_yaml_and_the_unit(x86: BuiltBundle) -> None:
     assert text.startswith("# edge.yaml for digits 1 on linux-x86_64; see docs/config.md\n")
     profile = load_profile("linux-x86_64")
     config = yaml.safe_load(text)
-    assert config == {"bundle": "current", "runtime": {"delegates": ["xnnpack", "builtin"],
-                                                       "threads": profile.threads}}  # fmt: skip
+    camera = {"type": "camera", "device": "/dev/video0", "width": 640, "height": 480, "fps": 30}
+    runtime = {"delegates": ["xnnpack", "builtin"], "parallelism": "auto"}
+    assert config == {"bundle": "current", "source": camera, "runtime": runtime}
     assert parse_chain(config["runtime"]["delegates"]) == profile.chain
     unit = members["edge.service"].decode().splitlines()
-    for line in ("Type=simple", f"ExecStart={EXEC_START}", "Restart=on-failure",
-                 "RestartSec=5", "User=edge",
+    for line in ("Type=simple", f"ExecStart={EXEC_START}", "ExecReload=/bin/kill -HUP $MAINPID",
+                 "Restart=on-failure", "RestartSec=5", "User=edge", "StateDirectory=edge",
                  "WorkingDirectory=/var/lib/edge", "Environment=PYTHONUNBUFFERED=1",
-                 "NoNewPrivileges=yes", "ProtectSystem=full"):  # fmt: skip
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "UMask=0027",
+                 "DevicePolicy=closed", "DeviceAllow=char-video4linux rw"):  # fmt: skip
         assert line in unit
-    assert not any(line.startswith(("PrivateDevices", "DevicePolicy")) for line in unit)
     assert members["labels.txt"] == b"0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n"
 
 
@@ -284,5 +285,6 @@ def test_the_default_edge_yaml_is_a_valid_daemon_config(profile_id: str) -> None
     config = pytest.importorskip("edge.daemon.config")
     profile = load_profile(profile_id)
     parsed = config.parse_config(yaml.safe_load(_edge_yaml(profile, "x", 1)), origin="edge.yaml")
-    assert parsed.bundle == "current" and parsed.runtime.threads == profile.threads
+    assert parsed.bundle == "current" and parsed.runtime.threads is None, "one per core here"
+    assert parsed.source.type == "camera" and parsed.source.device == profile.camera.device
     assert parse_chain(parsed.runtime.delegates) == profile.chain
