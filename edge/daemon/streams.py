@@ -194,7 +194,7 @@ class Stream:
     def stats(self, now: float | None = None) -> dict[str, Any]:
         """Counters, rates over the last RATE_WINDOW_S (camera_fps: frames read,
         process_fps: inferred, skipped_fps: gated out by motion, detection_fps), the
-        state and the last error."""
+        state, the last error, and the inputs the source skipped per reason (rejected)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             counters = dict(self.counters)
@@ -218,6 +218,7 @@ class Stream:
             "motion": self.gate is not None,
             "queue": self.queue.qsize(),
             **counters,
+            "rejected": self.source.rejected,
         }
 
 
@@ -312,7 +313,8 @@ class StreamSet:
     def status_lines(self) -> list[str]:
         """One line per stream for the daemon's report, when there are several or motion."""
         stats = self.stats()
-        if len(stats) < 2 and not any(s["motion"] for s in stats.values()):
+        shown = any(s["motion"] or s["rejected"] for s in stats.values())
+        if len(stats) < 2 and not shown:
             return []
         return [stream_line(name, st) for name, st in stats.items()]
 
@@ -361,6 +363,8 @@ def stream_line(name: str, stats: dict[str, Any]) -> str:
         f"{stats['process_fps']:.1f} fps, skipped {stats['skipped_fps']:.1f} fps, "
         f"detections {stats['detection_fps']:.1f}/s, dropped {stats['dropped']}"
     )
+    if stats.get("rejected"):
+        line += ", rejected " + ", ".join(f"{k} {n}" for k, n in sorted(stats["rejected"].items()))
     if stats["state"] != "running" and stats["last_error"]:
         line += f" (last error: {stats['last_error']})"
     return line

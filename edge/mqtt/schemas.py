@@ -59,6 +59,10 @@ class SpoolStats(BaseModel):
     max_bytes: int
     dropped: int
     rejected: int
+    memory: int = 0  # events in memory, not yet on disk (the batch; the overflow on a fault)
+    memory_max: int = 0
+    lost: dict[str, int] = Field(default_factory=dict)  # lost to storage faults, per reason
+    fault: str | None = None  # why the disk cannot be written now (disk_full, io_error, ...)
 
 
 class Health(BaseModel):
@@ -88,6 +92,7 @@ class StreamStats(BaseModel):
     skipped: int
     dropped: int
     detections: int
+    rejected: dict[str, int] = {}  # inputs the source skipped, per reason (docs/runtime.md)
 
 
 class TelemetryPayload(_Payload):

@@ -46,7 +46,9 @@ class Source(Protocol):
 
 
 class SourceBase(ABC):
-    """Shared plumbing: the close event, the I/O lock, the frame counter, ``with``."""
+    """Shared plumbing: the close event, the I/O lock, the frame counter, ``with``, and
+    ``rejected``: inputs skipped per reason (a corrupt file, a malformed payload), counted
+    since the source was made (across reopens) for the stream's stats."""
 
     description: str
     live: bool
@@ -58,6 +60,7 @@ class SourceBase(ABC):
         self._closed.set()  # closed until opened
         self._lock = threading.RLock()
         self._seq = 0
+        self.rejected: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}>"
@@ -88,6 +91,11 @@ class SourceBase(ABC):
         """Call at the end of a successful open()."""
         self._seq = 0
         self._closed.clear()
+
+    def _reject(self, reason: str) -> int:
+        """Count one skipped input under ``reason``; the count so far for it."""
+        count = self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        return count
 
     def _frame(
         self,

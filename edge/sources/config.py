@@ -32,8 +32,10 @@ STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 GLOB_CHARS = frozenset("*?[")
 
-Window = Annotated[int, Field(ge=1)]
-Stride = Annotated[int | None, Field(ge=1)]
+MAX_WINDOW = 100_000  # samples in one window (x channels floats held per window)
+Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
+Stride = Annotated[int | None, Field(ge=1, le=MAX_WINDOW)]
+Channels = Annotated[int, Field(ge=1, le=1024)]
 
 
 class _Config(BaseModel):
@@ -45,9 +47,9 @@ class CameraSource(_Config):
 
     type: Literal["camera"] = "camera"
     device: int | str = 0
-    width: Annotated[int | None, Field(ge=1)] = None
-    height: Annotated[int | None, Field(ge=1)] = None
-    fps: Annotated[int | None, Field(ge=1)] = None
+    width: Annotated[int | None, Field(ge=1, le=16_384)] = None
+    height: Annotated[int | None, Field(ge=1, le=16_384)] = None
+    fps: Annotated[int | None, Field(ge=1, le=1000)] = None
 
     @field_validator("device")
     @classmethod
@@ -94,7 +96,7 @@ class ImagesSource(_Config):
     type: Literal["images"] = "images"
     path: Annotated[str, Field(min_length=1)]
     loop: bool = False
-    realtime_fps: Annotated[float | None, Field(gt=0)] = None
+    realtime_fps: Annotated[float | None, Field(gt=0, le=1000)] = None
 
 
 class SerialSource(_Config):
@@ -102,9 +104,9 @@ class SerialSource(_Config):
 
     type: Literal["serial"] = "serial"
     port: Annotated[str, Field(min_length=1)]
-    baud: Annotated[int, Field(ge=1)] = 115200
+    baud: Annotated[int, Field(ge=1, le=10_000_000)] = 115200
     format: Literal["csv", "json"] = "csv"
-    channels: Annotated[int | None, Field(ge=1)] = None
+    channels: Channels | None = None
     window: Window
     stride: Stride = None
 
@@ -119,7 +121,7 @@ class CsvSource(_Config):
     window: Window
     stride: Stride = None
     realtime: bool = False
-    speed: Annotated[float, Field(gt=0)] = 1.0
+    speed: Annotated[float, Field(gt=0, le=1000)] = 1.0
 
     @model_validator(mode="after")
     def _columns(self) -> CsvSource:
@@ -147,6 +149,8 @@ class MqttSource(_Config):
     topic: Annotated[str, Field(min_length=1)]
     window: Window
     stride: Stride = None
+    channels: Annotated[int | None, Field(ge=1)] = None  # None: what 3 payloads agree on
+    max_payload_bytes: Annotated[int, Field(ge=16, le=16 * 2**20)] = 64 * 1024
     qos: Annotated[int, Field(ge=0, le=2)] = 0
     username: str | None = None
     password_file: Path | None = None
@@ -164,8 +168,8 @@ class SyntheticSource(_Config):
 
     type: Literal["synthetic"] = "synthetic"
     kind: Literal["sine", "noise"] = "sine"
-    channels: Annotated[int, Field(ge=1)] = 1
-    rate_hz: Annotated[float, Field(gt=0)] = 100.0
+    channels: Channels = 1
+    rate_hz: Annotated[float, Field(gt=0, le=1_000_000)] = 100.0
     window: Window = 64
     stride: Stride = None
     seed: int = 0
@@ -175,10 +179,10 @@ class SyntheticSource(_Config):
 class RetryPolicy(_Config):
     """Exponential backoff between reopen attempts of a failed live source."""
 
-    initial_s: Annotated[float, Field(gt=0)] = 0.5
-    max_s: Annotated[float, Field(gt=0)] = 30.0
-    multiplier: Annotated[float, Field(ge=1)] = 2.0
-    max_attempts: Annotated[int | None, Field(ge=1)] = None  # None: retry for ever
+    initial_s: Annotated[float, Field(gt=0, le=3600)] = 0.5
+    max_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
+    multiplier: Annotated[float, Field(ge=1, le=100)] = 2.0
+    max_attempts: Annotated[int | None, Field(ge=1, le=1_000_000)] = None  # None: retry for ever
 
     @model_validator(mode="after")
     def _ordered(self) -> RetryPolicy:

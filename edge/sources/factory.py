@@ -53,6 +53,11 @@ class RetryingSource:
     its errors propagate (state "failed") and its end returns None (state "ended").
     Frames keep one ``seq`` across reopens. ``close()`` from another thread ends a
     backoff wait at once.
+
+    It is also the supervisor of a live source's thread of work: an unexpected exception
+    from read() (a bug, not a SourceError) is logged with its traceback, kept as
+    ``last_error`` and handled as a failure (closed, reopened with backoff), never left
+    to end the stream silently.
     """
 
     def __init__(self, source: Source, policy: RetryPolicy | None = None) -> None:
@@ -71,6 +76,12 @@ class RetryingSource:
         self._delay = self.policy.initial_s
         self._next_attempt = 0.0  # monotonic time of the next reopen attempt
         self._seq = 0
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """The source's skipped inputs per reason (a copy; empty for a source without)."""
+        counts: dict[str, int] = getattr(self.source, "rejected", {})
+        return dict(counts)
 
     def __repr__(self) -> str:
         return f"<RetryingSource {self.description} {self.state}>"
@@ -112,6 +123,15 @@ class RetryingSource:
                     self.state, self.last_error = "failed", str(exc)
                     raise
                 self._failed(exc)
+                continue
+            except SourceTimeoutError:
+                raise
+            except Exception as exc:
+                if not self.live:
+                    self.state, self.last_error = "failed", f"{type(exc).__name__}: {exc}"
+                    raise
+                logger.exception("%s: read failed unexpectedly", self.description)
+                self._failed(SourceError(f"{self.description}: {type(exc).__name__}: {exc}"))
                 continue
             if frame is None:
                 if self._stop.is_set():

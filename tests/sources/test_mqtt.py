@@ -64,7 +64,7 @@ def test_samples_and_blocks_of_samples_become_windows(
 def test_bad_payloads_are_counted_and_skipped(
     broker: Broker, publisher: mqtt.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
-    source = subscribed(broker, "sensors/b", window=2, qos=1)
+    source = subscribed(broker, "sensors/b", window=2, qos=1, channels=2)
     bad = ["not json", "[]", '["a", 1]', "[1, 2, 3]", '{"x": 1}', "[[1, 2], [3]]", "[true, 1]"]
     with caplog.at_level(logging.WARNING, logger="edge.sources.sensors.mqtt"):
         publish(publisher, "sensors/b", [1, 2], *bad, [3, 4])
@@ -87,7 +87,7 @@ def test_read_times_out_and_close_ends_a_blocked_read(broker: Broker) -> None:
 
 
 def test_a_slow_reader_loses_the_oldest_windows(broker: Broker, publisher: mqtt.Client) -> None:
-    source = subscribed(broker, "sensors/burst", window=1, qos=1)
+    source = subscribed(broker, "sensors/burst", window=1, qos=1, channels=1)
     publish(publisher, "sensors/burst", [[i] for i in range(QUEUE_LIMIT + 50)])
     deadline = time.monotonic() + 5
     while source.dropped < 50 and time.monotonic() < deadline:
@@ -125,7 +125,7 @@ def test_close_during_open_leaves_the_source_closed() -> None:
 
 
 def test_a_broker_restart_is_survived(own_broker: Broker, caplog: pytest.LogCaptureFixture) -> None:
-    source = subscribed(own_broker, "sensors/r", window=1, qos=1)
+    source = subscribed(own_broker, "sensors/r", window=1, qos=1, channels=1)
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.reconnect_delay_set(1, 1)
     client.connect(own_broker.host, own_broker.port)

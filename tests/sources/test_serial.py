@@ -71,22 +71,19 @@ def test_malformed_lines_are_counted_and_skipped(
     source.close()
 
 
-def test_the_first_good_line_fixes_the_channel_count(
+def test_three_agreeing_lines_fix_the_channel_count_not_the_first(
     pty_port: tuple[int, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     master, path = pty_port
     source = opened(path, window=2)
     with caplog.at_level(logging.WARNING, logger="edge.sources.sensors.serial"):
         os.write(master, CUT + b"1,2,3\n" + b"4,5\n" * 200 + b"6,7,8\n")
-        frame = source.read(timeout=2)
+        frames = read_frames(source, 100)
         with pytest.raises(SourceTimeoutError):
             source.read(timeout=0.3)
-    assert frame is not None and frame.data.tolist() == [[1, 2, 3], [6, 7, 8]]
-    assert source.malformed.count == 200
-    counts = [r.getMessage().split(": ")[1] for r in caplog.records]
-    assert counts == [
-        f"{count} malformed input(s) skipped so far; latest '4,5'" for count in (1, 100, 200)
-    ]
+    assert {tuple(map(tuple, f.data.tolist())) for f in frames} == {((4, 5), (4, 5))}
+    assert source.malformed.count == 2 and source.rejected == {"channels": 2}
+    assert "3 value(s), expected 2" in caplog.text
     source.close()
 
 

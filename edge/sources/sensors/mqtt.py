@@ -1,12 +1,16 @@
 """Samples from an MQTT topic (paho-mqtt 2): each payload is a JSON array of numbers
 (one sample) or an array of arrays (several samples), cut into windows.
 
-paho's network thread receives messages, windows them and puts the windows into a
-bounded queue (the oldest are dropped beyond QUEUE_LIMIT, counted in ``dropped``);
-read() waits on that queue. Bad payloads are counted in ``malformed`` and skipped
-(WARNING for the first and every 100th). When the broker goes away paho reconnects
-with backoff (reconnect_delay_set) and the source subscribes again; read() meanwhile
-just has nothing to return.
+The source's own network thread runs paho's loop: it receives messages, windows them
+and puts the windows into a bounded queue (the oldest are dropped beyond QUEUE_LIMIT,
+counted in ``dropped``); read() waits on that queue. Each payload is bounded before it
+is parsed (``max_payload_bytes``, JSON depth); a bad one is counted per reason in
+``rejected`` and skipped (WARNING for the first and every 100th). The channel count is
+``channels`` when set, else the first count three payloads agree on; a payload with
+another count is rejected alone. When the broker goes away paho reconnects with
+backoff (reconnect_delay_set) and the source subscribes again. Should the network
+thread die all the same, read() raises SourceError naming why, and RetryingSource
+reopens the source with backoff (the stream shows ``retrying`` and the error).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from edge.sources.config import MqttSource
 from edge.sources.errors import SourceError, SourceTimeoutError
 from edge.sources.frames import Frame
 from edge.sources.sensors.parsing import MalformedCounter, MalformedInputError, parse_json_samples
-from edge.sources.sensors.windowing import Windower
+from edge.sources.sensors.windowing import ChannelLock, Windower
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ QUEUE_LIMIT = 1000  # windows waiting for read(); beyond this the oldest are dro
 CONNECT_TIMEOUT_S = 10.0  # for the TCP connect, and for CONNACK + SUBACK in open()
 RECONNECT_DELAY_S = (1, 30)  # paho's reconnect backoff, min and max
 KEEPALIVE_S = 30
+LOOP_POLL_S = 0.25  # paho's select timeout: how soon the network thread sees a close
 DROP_WARNING_EVERY = 100
 
 
@@ -45,10 +50,13 @@ class MqttTopic(SourceBase):
         self.address = f"{config.host}:{config.port}"
         super().__init__(f"mqtt:{self.address}/{config.topic}", live=True)
         self.config = config
-        self.malformed = MalformedCounter(logger, self.description)
+        self.malformed = MalformedCounter(logger, self.description, counts=self.rejected)
         self.dropped = 0
         self.connected = False
         self._client: Any = None
+        self._thread: threading.Thread | None = None
+        self._died: str | None = None  # why the network thread ended, when it crashed
+        self._lock_channels = self._channel_lock()
         self._cond = threading.Condition()
         self._queue: deque[tuple[np.ndarray, dict[str, Any], float]] = deque(maxlen=QUEUE_LIMIT)
         self._windower = Windower(config.window, config.stride)
@@ -74,9 +82,10 @@ class MqttTopic(SourceBase):
             with self._cond:
                 self._queue.clear()
                 self._windower = Windower(config.window, config.stride)
+                self._lock_channels = self._channel_lock()
             self._ready.clear()
             self._abort.clear()
-            self._refused = None
+            self._refused, self._died = None, None
             try:
                 client.connect(config.host, config.port, keepalive=KEEPALIVE_S)
             except (OSError, ValueError) as exc:
@@ -85,7 +94,11 @@ class MqttTopic(SourceBase):
                     "is reachable from here (host, port, firewall)"
                 ) from exc
             self._client = client
-            client.loop_start()
+            self._thread = threading.Thread(
+                target=self._network, args=(client,), name=f"mqtt-source-{config.topic}"
+            )
+            self._thread.daemon = True
+            self._thread.start()
             answered = self._ready.wait(CONNECT_TIMEOUT_S)
             if self._abort.is_set():
                 self._shutdown()
@@ -101,6 +114,31 @@ class MqttTopic(SourceBase):
                 "mqtt %s: subscribed to %s (qos %d)", self.address, config.topic, config.qos
             )
             self._opened()
+
+    def _channel_lock(self) -> ChannelLock:
+        return ChannelLock(self.config.channels, self._wrong_channels)
+
+    def _wrong_channels(self, count: int, held: tuple[str, bytes, float]) -> None:
+        expected = self._lock_channels.channels
+        reason = (
+            f"{count} value(s) per sample, expected {expected}"
+            if expected is not None
+            else f"{count} value(s) per sample, no channel count agreed on yet"
+        )
+        self.malformed.add(reason, held[1], "channels")
+
+    def _network(self, client: Any) -> None:
+        """paho's loop on this source's thread; a crash is recorded for read() to raise."""
+        try:
+            client.loop_forever(timeout=LOOP_POLL_S, retry_first_connection=True)
+        except Exception as exc:
+            self._died = f"the network thread died: {type(exc).__name__}: {exc}"
+            logger.exception("mqtt %s: %s", self.address, self._died)
+        finally:
+            self.connected = False
+            self._ready.set()
+            with self._cond:
+                self._cond.notify_all()
 
     def _password(self) -> str | None:
         path = self.config.password_file
@@ -119,16 +157,20 @@ class MqttTopic(SourceBase):
 
     def _shutdown(self) -> None:
         client, self._client = self._client, None
+        thread, self._thread = self._thread, None
         self.connected = False
         if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            client.disconnect()  # loop_forever returns
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(2 * LOOP_POLL_S)  # a daemon thread; it ends on its own if slower
 
     def read(self, timeout: float | None = None) -> Frame | None:
         with self._cond:
-            self._cond.wait_for(lambda: self._queue or self.closed, timeout)
+            self._cond.wait_for(lambda: self._queue or self.closed or self._died, timeout)
             if self.closed:
                 return None
+            if self._died and not self._queue:
+                raise SourceError(f"mqtt {self.address}: {self._died}; reopening the source")
             if not self._queue:
                 raise SourceTimeoutError(f"mqtt {self.config.topic}: no window within {timeout} s")
             window, meta, stamp = self._queue.popleft()
@@ -167,25 +209,27 @@ class MqttTopic(SourceBase):
             )
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        if client is not self._client:
+            return  # the previous connection's thread, still ending after a reopen
         stamp = time.time()
+        payload = message.payload
         try:
-            samples = parse_json_samples(message.payload)
+            samples = parse_json_samples(payload, self.config.max_payload_bytes)
+            self._take(samples, (message.topic, payload, stamp))
         except MalformedInputError as exc:
-            self.malformed.add(str(exc), message.payload)
-            return
+            self.malformed.error(exc, payload)
+        except Exception as exc:  # a bug must cost this message, not the network thread
+            logger.exception("mqtt %s: handling a message failed", self.address)
+            self.malformed.add(f"{type(exc).__name__}: {exc}", payload, "error")
+
+    def _take(self, samples: np.ndarray, received: tuple[str, bytes, float]) -> None:
         with self._cond:
-            expected = self._windower.channels
-            if expected is not None and samples.shape[1] != expected:
-                self.malformed.add(
-                    f"{samples.shape[1]} value(s) per sample, expected {expected}",
-                    message.payload,
-                )
-                return
-            for last, window in self._windower.push_indexed(samples):
-                if len(self._queue) == QUEUE_LIMIT:
-                    self._count_drop()
-                meta = {"topic": message.topic, "last_sample": last}
-                self._queue.append((window, meta, stamp))
+            for block, (topic, _, stamp) in self._lock_channels.take(samples, received):
+                for last, window in self._windower.push_indexed(block):
+                    if len(self._queue) == QUEUE_LIMIT:
+                        self._count_drop()
+                    meta = {"topic": topic, "last_sample": last}
+                    self._queue.append((window, meta, stamp))
             self._cond.notify_all()
 
     def _count_drop(self) -> None:

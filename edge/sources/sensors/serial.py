@@ -5,9 +5,11 @@ Opening joins a stream already running: bytes buffered before open are discarded
 the first line is dropped, as it may be cut. In CSV, a header line (one that does not
 parse, before any that does) is skipped without counting it as malformed.
 
-Malformed lines are counted in ``malformed`` and skipped (DEBUG each, WARNING for the
-first and every 100th). The first good line fixes the channel count (unless
-``channels`` is set); later lines with another count are malformed.
+Malformed lines are counted in ``malformed`` (per reason in ``rejected``) and skipped
+(DEBUG each, WARNING for the first and every 100th); a line longer than MAX_LINE bytes
+is dropped unparsed. The channel count is ``channels`` when set, else the first count
+three good lines agree on (a stray first line cannot fix it); lines with another count
+are malformed.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from edge.sources.sensors.parsing import (
     parse_csv_line,
     parse_json_line,
 )
-from edge.sources.sensors.windowing import Windower
+from edge.sources.sensors.windowing import ChannelLock, Windower
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,13 @@ class SerialPort(SourceBase):
     def __init__(self, config: SerialSource) -> None:
         super().__init__(f"serial:{config.port}", live=True)
         self.config = config
-        self.malformed = MalformedCounter(logger, self.description)
+        self.malformed = MalformedCounter(logger, self.description, counts=self.rejected)
         self._parse = parse_csv_line if config.format == "csv" else parse_json_line
         self._port: Any = None
         self._buffer = bytearray()
         self._windows: deque[tuple[np.ndarray, dict[str, Any], float]] = deque()
         self._windower = Windower(config.window, config.stride, config.channels)
+        self._channels = self._channel_lock()
         self._synced = False  # the first (possibly cut) line after open was dropped
         self._good = 0  # good lines since open
         self._header_skipped = False
@@ -70,11 +73,20 @@ class SerialPort(SourceBase):
             self._buffer.clear()
             self._windows.clear()
             self._windower = Windower(config.window, config.stride, config.channels)
+            self._channels = self._channel_lock()
             self._synced, self._good, self._header_skipped = False, 0, False
             logger.info(
                 "serial %s: opened at %d baud (%s)", config.port, config.baud, config.format
             )
             self._opened()
+
+    def _channel_lock(self) -> ChannelLock:
+        return ChannelLock(self.config.channels, self._wrong_channels)
+
+    def _wrong_channels(self, count: int, held: tuple[str, float]) -> None:
+        expected = self._channels.channels
+        said = f"expected {expected}" if expected is not None else "no channel count agreed on yet"
+        self.malformed.add(f"{count} value(s), {said}", held[0], "channels")
 
     def close(self) -> None:
         self._closed.set()
@@ -123,15 +135,20 @@ class SerialPort(SourceBase):
                 ) from exc
             self._buffer += chunk
             if len(self._buffer) > MAX_LINE and b"\n" not in self._buffer:
-                self.malformed.add(f"no newline within {MAX_LINE} bytes", bytes(self._buffer))
+                self.malformed.add(
+                    f"no newline within {MAX_LINE} bytes", bytes(self._buffer), "too_large"
+                )
                 self._buffer.clear()
 
     def _take(self, raw: bytes) -> None:
         """Parse one line into a sample and window it."""
+        if len(raw) > MAX_LINE:
+            self.malformed.add(f"a line of {len(raw)} bytes, over {MAX_LINE}", raw, "too_large")
+            return
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
-            self.malformed.add("not UTF-8 text", raw)
+            self.malformed.add("not UTF-8 text", raw, "not_text")
             return
         if not line:
             return
@@ -142,15 +159,12 @@ class SerialPort(SourceBase):
                 self._header_skipped = True
                 logger.debug("serial %s: skipped a header line %r", self.config.port, line)
             else:
-                self.malformed.add(str(exc), line)
+                self.malformed.error(exc, line)
             return
-        expected = self._windower.channels
-        if expected is not None and len(values) != expected:
-            self.malformed.add(f"{len(values)} value(s), expected {expected}", line)
-            return
-        if expected is None:
-            logger.info("serial %s: %d channel(s)", self.config.port, len(values))
         self._good += 1
-        stamp = time.time()
-        for end, window in self._windower.push_indexed(values):
-            self._windows.append((window, {"last_sample": end}, stamp))
+        block = np.asarray([values], np.float32)
+        for sample, (_, stamp) in self._channels.take(block, (line, time.time())):
+            if self._windower.channels is None:
+                logger.info("serial %s: %d channel(s)", self.config.port, sample.shape[1])
+            for end, window in self._windower.push_indexed(sample):
+                self._windows.append((window, {"last_sample": end}, stamp))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from edge.sources.errors import SourceError
@@ -65,3 +68,53 @@ class Windower:
         keep = min(self.window - 1, len(data))
         self._tail = data[len(data) - keep :].copy() if keep else data[:0].copy()
         return windows
+
+
+class ChannelLock:
+    """A stream's channel count: fixed by config, or else by the first count that
+    ``confirm`` inputs agree on (so one stray first message cannot fix it for good).
+
+    :meth:`take` gets each parsed input (an (n, channels) block) with a token the
+    caller wants back (its meta); it returns the inputs now accepted, in arrival
+    order: the input itself once the count is fixed, the held inputs of the winning
+    count when it is confirmed, nothing while undecided. Inputs of another count are
+    given to ``reject``: at once when the count is fixed, when their count loses, or
+    when more than ``hold`` inputs wait for a decision (the oldest goes).
+    """
+
+    def __init__(
+        self,
+        channels: int | None,
+        reject: Callable[[int, Any], None],
+        *,
+        confirm: int = 3,
+        hold: int = 32,
+    ) -> None:
+        self.channels = channels
+        self._reject = reject
+        self._confirm = confirm
+        self._hold = hold
+        self._held: list[tuple[np.ndarray, Any]] = []
+
+    def take(self, block: np.ndarray, token: Any) -> list[tuple[np.ndarray, Any]]:
+        count = block.shape[1]
+        if self.channels is not None:
+            if count != self.channels:
+                self._reject(count, token)
+                return []
+            return [(block, token)]
+        self._held.append((block, token))
+        if sum(1 for held, _ in self._held if held.shape[1] == count) >= self._confirm:
+            self.channels = count
+            taken = []
+            for held, kept in self._held:
+                if held.shape[1] == count:
+                    taken.append((held, kept))
+                else:
+                    self._reject(held.shape[1], kept)
+            self._held = []
+            return taken
+        if len(self._held) > self._hold:
+            held, kept = self._held.pop(0)
+            self._reject(held.shape[1], kept)
+        return []
