@@ -127,6 +127,8 @@ class SpoolSettings(_Settings):
     # group commit of events (docs/mqtt.md): at most this many, or this long, uncommitted
     batch_events: int = Field(default=256, ge=1, le=100_000)
     batch_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    # events kept in memory while the disk cannot be written (full, read-only, I/O error)
+    overflow_events: int = Field(default=10_000, ge=0, le=1_000_000)
 
 
 class HttpSettings(_Settings):

@@ -59,7 +59,8 @@ class SpoolView(Protocol):
     @property
     def when_full(self) -> str: ...
 
-    def stats(self) -> dict[str, int]: ...  # depth, bytes, max_bytes, dropped, rejected
+    # depth, bytes, max_bytes, dropped, rejected; memory, memory_max, lost (per reason), fault
+    def stats(self) -> dict[str, Any]: ...
 
 
 class BrokerLink(Protocol):
@@ -257,7 +258,14 @@ class HealthCheck:
                 f"{stats.get('depth', 0)} events waiting; health.spool_filling: "
                 f"{rules.spool_filling:g})"
             )
-        lost = stats.get("dropped", 0) + stats.get("rejected", 0)
+        storage = stats.get("lost") or {}  # lost to disk faults, per reason
+        if stats.get("fault"):
+            reasons.append(
+                f"spool cannot be written ({stats['fault']}): {stats.get('memory', 0)} event(s) "
+                f"wait in memory (spool.overflow_events: {stats.get('memory_max', 0)}), "
+                f"{sum(storage.values())} lost so far; free space on the spool's disk"
+            )
+        lost = stats.get("dropped", 0) + stats.get("rejected", 0) + sum(storage.values())
         if self._lost is not None and lost > self._lost:
             recent = self._lost_at is not None and now - self._lost_at <= self._loss_memory_s
             if not recent:
@@ -268,6 +276,7 @@ class HealthCheck:
             reasons.append(
                 f"spool lost {lost - self._lost_base} event(s) for want of room "
                 f"(spool.when_full: {spool.when_full}), the latest {now - self._lost_at:.0f} s ago"
+                + "".join(f"; {reason}: {n} in all" for reason, n in sorted(storage.items()))
             )
         return reasons
 

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 
 from edge.daemon.health import HealthView
 from edge.mqtt.schemas import Health
+from edge.mqtt.spool import LOSS_REASONS
 from edge.mqtt.telemetry import ProcessStats
 from edge.pipeline.metrics import LATENCY_BUCKETS
 
@@ -122,6 +123,31 @@ class DaemonCollector:
             "New events refused by a full spool (when_full: reject_newest).",
             value=stats.get("rejected", 0),
         )
+        yield from _spool_faults(stats)
+
+
+def _spool_faults(stats: Mapping[str, Any]) -> Iterator[Metric]:
+    """Events lost to storage faults, per reason; events in memory; is the disk writable."""
+    lost = CounterMetricFamily(
+        "edge_spool_lost",
+        "Events lost because the spool's disk could not be written (full, read-only, I/O "
+        "error) and the memory overflow (spool.overflow_events) was full, per reason.",
+        labels=["reason"],
+    )
+    counts = stats.get("lost") or {}
+    for reason in sorted(set(LOSS_REASONS) | set(counts)):
+        lost.add_metric([reason], counts.get(reason, 0))
+    yield lost
+    yield GaugeMetricFamily(
+        "edge_spool_memory_events",
+        "Events in memory, not yet in the spool (a batch; more while the disk cannot be written).",
+        value=stats.get("memory", 0),
+    )
+    yield GaugeMetricFamily(
+        "edge_spool_writable",
+        "1 while the spool's disk takes writes, 0 while it fails (edge_spool_lost says why).",
+        value=0 if stats.get("fault") else 1,
+    )
 
 
 STREAM_RATES = ("camera_fps", "process_fps", "skipped_fps", "detection_fps")

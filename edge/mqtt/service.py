@@ -62,6 +62,7 @@ class MqttService:
             when_full=spool_settings.when_full,
             batch_events=spool_settings.batch_events,
             batch_ms=spool_settings.batch_ms,
+            overflow_events=spool_settings.overflow_events,
         )
         self.connection = Connection(
             settings,
@@ -69,6 +70,10 @@ class MqttService:
             client_id=settings.client_id,
             backoff=Backoff(settings.reconnect_min_s, settings.reconnect_max_s),
         )
+        spooled = {self.topics.events, self.topics.drift, self.topics.feedback}
+        if settings.spool_telemetry:
+            spooled.add(self.topics.telemetry)
+        self.connection.spooled = spooled.__contains__  # the rest is live only
         self.forwarder = Forwarder(self.spool, self.connection, window=window)
         self.sink = EventSink(
             self.spool,
@@ -152,7 +157,7 @@ class MqttService:
         self.connection.stop(status="stopped")
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        left = self.spool.stats()["depth"]
+        left = self.spool.stats()["depth"]  # what SQLite holds
         if left:
             log.warning(
                 "mqtt: %d event(s) stay spooled in %s for the next start", left, self.spool.path
@@ -205,9 +210,10 @@ class MqttService:
     ) -> int | None:
         """Publish ``build(seq)`` on ``topic`` with store and forward, as events are: it is
         committed to the spool (``seq`` is the next of the stream ``kind``; buffered
-        events are committed with it) before this returns, then the forwarder is woken.
-        The seq, or None when the full spool refused it; SpoolError when the spool
-        cannot be written. Any thread (drift, feedback)."""
+        events are committed with it) before this returns, then the forwarder is woken;
+        while the disk cannot be written it waits in the spool's memory overflow. The
+        seq, or None when it was lost (full spool, or disk fault with a full overflow;
+        counted). Any thread (drift, feedback)."""
         seq = self.spool.append(kind, topic, build, qos=qos)
         self.forwarder.wake()
         return seq

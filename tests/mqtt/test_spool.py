@@ -33,7 +33,10 @@ def test_rows_counters_and_seq_survive_reopening(tmp_path: Path) -> None:
         spool.append("events", "t", lambda n: b"abcd")
     spool.close()
     again = Spool(path, max_bytes=10, when_full="reject_newest")
-    assert again.stats() == {"depth": 2, "bytes": 8, "max_bytes": 10, "dropped": 0, "rejected": 1}
+    assert again.stats() == {
+        "depth": 2, "bytes": 8, "max_bytes": 10, "dropped": 0, "rejected": 1,
+        "memory": 0, "memory_max": 10_000, "lost": {}, "fault": None,
+    }  # fmt: skip
     assert again.append("events", "t", lambda n: b"") == 3  # seq goes on, never reused
 
 
@@ -105,14 +108,15 @@ def test_group_commit_a_kill_9_loses_only_the_uncommitted_batch(tmp_path: Path) 
     assert spool.append("events", "t", lambda n: b"") == 1000
 
 
-def test_deferred_rows_are_invisible_until_committed_and_counted_in_depth(
+def test_deferred_rows_are_invisible_until_committed_and_counted_in_memory(
     tmp_path: Path,
 ) -> None:
     spool = Spool(tmp_path / "s.sqlite", max_bytes=10_000, batch_ms=60_000)
     woken: list[int] = []
     spool.on_commit(lambda: woken.append(spool.pending))
     assert spool.append("events", "t", lambda n: b"ab", defer=True) == 0
-    assert spool.read(after=0, limit=10) == [] and spool.stats()["depth"] == 1
+    assert spool.read(after=0, limit=10) == [] and spool.stats()["depth"] == 0
+    assert spool.stats()["memory"] == 1  # depth is what SQLite holds
     assert spool.commit() == 1 and woken == [0]
     assert [r.payload for r in spool.read(after=0, limit=10)] == [b"ab"]
     spool.append("events", "t", lambda n: b"cd", defer=True)
