@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from packager.common.progress import epoch_progress
 from packager.compress.prune import emits_probabilities, plain_copy
 from packager.errors import PackagerError
 from packager.sources.data import Dataset
@@ -253,7 +254,9 @@ def distill_model(teacher: Any, student: Any, train: Dataset, settings: DistillS
             settings, labelled=labelled, probabilities=emits_probabilities(student, train.x)
         ),
     )
-    student.fit(train.x, targets, epochs=settings.epochs, batch_size=settings.batch_size, verbose=0)
+    with epoch_progress(f"distilling {student.name}, epoch", settings.epochs) as progress:
+        student.fit(train.x, targets, epochs=settings.epochs, batch_size=settings.batch_size,
+                    callbacks=[progress], verbose=0)  # fmt: skip
     log.info(
         "distilled %s (%d parameters) from %s (%d), T=%g alpha=%g, %d epochs",
         student.name,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from packager.common.progress import epoch_progress
 from packager.convert.converter import convert_keras, load_test
 from packager.errors import ConversionError, PackagerError
 from packager.evaluate.evaluation import Candidate, evaluate
@@ -192,14 +193,15 @@ def prune_model(model: Any, train: Dataset, settings: PruneSettings) -> Any:
         optimizer=keras.optimizers.Adam(settings.learning_rate),
         loss=classifier_loss(pruned, train.x),
     )
-    pruned.fit(
-        train.x,
-        train.y,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        callbacks=[_mask_callback(weights, settings, steps)],
-        verbose=0,
-    )
+    with epoch_progress(f"pruning {model.name}, epoch", settings.epochs) as progress:
+        pruned.fit(
+            train.x,
+            train.y,
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            callbacks=[_mask_callback(weights, settings, steps), progress],
+            verbose=0,
+        )
     result = plain_copy(pruned)  # without the optimizer's state
     log.info(
         "pruned %s to %.0f%% over %d steps (%s)",

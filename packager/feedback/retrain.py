@@ -38,6 +38,7 @@ from edge.runtime.preprocess import (
     read_image,
     spec_for_input,
 )
+from packager.common.progress import epoch_progress
 from packager.errors import PackagerError
 from packager.feedback.dataset import LabelledFile, labelled_files
 from packager.sources.data import Dataset, load_dataset
@@ -357,7 +358,9 @@ def fine_tune(
     keras.utils.set_random_seed(settings.seed)
     tuned = _copy(model)
     tuned.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss)
-    tuned.fit(x, targets, epochs=settings.epochs, batch_size=settings.batch_size, verbose=0)
+    with epoch_progress(f"retraining {model.name}, epoch", settings.epochs) as progress:
+        tuned.fit(x, targets, epochs=settings.epochs, batch_size=settings.batch_size,
+                  callbacks=[progress], verbose=0)  # fmt: skip
     result = _copy(tuned)
     result.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss)
     after = (_accuracy(result, evaluation), _accuracy(result, measured))
