@@ -39,6 +39,7 @@ from edge.errors import ConfigError
 from edge.runtime.delegates import DelegateSpec, parse_chain
 
 __all__ = [
+    "DEFAULT_MAX_DROP",
     "TARGET_IO",
     "TARGET_MODES",
     "DeviceProfile",
@@ -68,6 +69,8 @@ TARGET_IO: dict[str, tuple[str, ...]] = {
 }
 #: The delegate a target's chain must start with ("" = any).
 TARGET_FIRST_DELEGATE = {"xnnpack": "", "cpu": "", "gpu": "gpu", "edgetpu": "edgetpu"}
+#: Points of accuracy a model may lose when its profile does not say (docs/profiles.md).
+DEFAULT_MAX_DROP = 1.0
 _ID = r"^[a-z0-9][a-z0-9_-]*$"
 _SPEC_CLAUSE = re.compile(r"^\s*(>=|<=|==|~=|!=|<|>)\s*(\d+(?:\.\d+)*)(\.\*)?\s*$")
 #: What the tflite-runtime wheels (built against NumPy 1.x) need pinned beside them.
@@ -140,6 +143,8 @@ class DeviceProfile(_Strict):
     target: Literal["xnnpack", "cpu", "gpu", "edgetpu"]
     delegates: tuple[StrictStr | dict[str, Any], ...] = Field(min_length=1)
     default_quant: Literal["fp32", "dynamic", "fp16", "int8", "int16x8"]
+    # the accuracy budget in points the packager's gate holds a model to when --eval is given
+    max_drop: float = Field(default=DEFAULT_MAX_DROP, ge=0, allow_inf_nan=False)
     io_dtype: Literal["float", "int8", "uint8"]
     threads: StrictInt = Field(ge=1)
     # the daemon's default runtime.parallelism on this device (edge.runtime.pool)
