@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,18 @@ def test_drop_oldest_reaches_into_the_buffered_rows(tmp_path: Path) -> None:
     spool.commit()
     assert [int(r.payload) for r in spool.read(after=0, limit=100)] == list(range(14, 25))
     assert spool.stats()["dropped"] == 14 and spool.stats()["bytes"] == 99
+
+
+def test_the_spool_and_its_folder_are_private(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "spool.sqlite"
+    spool = Spool(path, max_bytes=10_000)
+    spool.append("events", "t", lambda n: b"private")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    assert modes == {"spool.sqlite": 0o600, "spool.sqlite-wal": 0o600, "spool.sqlite-shm": 0o600}
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    spool.close()
+    path.chmod(0o644)  # a spool made by an older version is tightened at the next start
+    path.parent.chmod(0o755)
+    Spool(path, max_bytes=10_000).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
