@@ -31,6 +31,8 @@ from edge.runtime.preprocess import IMAGE_SUFFIXES
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 GLOB_CHARS = frozenset("*?[")
+MAX_PIXELS = 50_000_000  # default bound of one image or video frame (width x height)
+Pixels = Annotated[int, Field(ge=1, le=2**31)]
 
 MAX_WINDOW = 100_000  # samples in one window (x channels floats held per window)
 Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
@@ -88,6 +90,7 @@ class VideoSource(_Config):
     path: Path
     loop: bool = False
     realtime: bool = False
+    max_pixels: Pixels = MAX_PIXELS  # a bigger frame size is refused on open
 
 
 class ImagesSource(_Config):
@@ -96,6 +99,7 @@ class ImagesSource(_Config):
     type: Literal["images"] = "images"
     path: Annotated[str, Field(min_length=1)]
     loop: bool = False
+    max_pixels: Pixels = MAX_PIXELS  # bigger files are skipped before decoding (counted)
     realtime_fps: Annotated[float | None, Field(gt=0, le=1000)] = None
 
 
@@ -149,7 +153,7 @@ class MqttSource(_Config):
     topic: Annotated[str, Field(min_length=1)]
     window: Window
     stride: Stride = None
-    channels: Annotated[int | None, Field(ge=1)] = None  # None: what 3 payloads agree on
+    channels: Channels | None = None  # None: the count 3 payloads agree on
     max_payload_bytes: Annotated[int, Field(ge=16, le=16 * 2**20)] = 64 * 1024
     qos: Annotated[int, Field(ge=0, le=2)] = 0
     username: str | None = None

@@ -1,7 +1,11 @@
 """Image files from a folder or a glob, in sorted order, optionally looped and paced.
 
-Unreadable files are skipped with a WARNING and counted in ``skipped``; they are not
-fatal unless no file can be read at all.
+Each file's header is read before it is decoded (:mod:`edge.sources.imagesize`): one
+whose width x height exceeds ``max_pixels`` is skipped undecoded (a header that claims
+100000x100000, a PNG bomb). Oversized and unreadable files are skipped with a WARNING
+(the first of each reason, then every 100th) and counted in ``skipped`` and per reason
+in ``rejected`` (``too_many_pixels``, ``unreadable``); they are not fatal unless no file
+can be read at all.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from edge.sources.base import Pacer, SourceBase
 from edge.sources.config import GLOB_CHARS, ImagesSource
 from edge.sources.errors import SourceError
 from edge.sources.frames import Frame
+from edge.sources.imagesize import ImageHeaderError, image_size
 
 logger = logging.getLogger(__name__)
+WARN_EVERY = 100  # a skip reason is logged at WARNING the first time and every 100th
 
 
 def list_images(pattern: str) -> list[Path]:
@@ -72,21 +78,49 @@ class ImageFiles(SourceBase):
             index = self._position % len(self.files)
             path = self.files[index]
             self._position += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, reason, why = self._decode(path)
             if image is not None:
                 loop = (self._position - 1) // len(self.files)
                 return image, {"file": path.name, "path": str(path), "index": index, "loop": loop}
             self.skipped += 1
             failed_in_a_row += 1
-            logger.warning(
-                "images %s: skipped %s: not a readable image (%d skipped so far)",
+            count = self._reject(reason)
+            log = logger.warning if count == 1 or count % WARN_EVERY == 0 else logger.debug
+            log(
+                "images %s: skipped %s: %s (%d skipped so far, %d for this reason)",
                 self.config.path,
                 path,
+                why,
                 self.skipped,
+                count,
             )
             if failed_in_a_row >= len(self.files):
                 raise SourceError(f"images {self.config.path}: none of the files is readable")
         return None
+
+    def _decode(self, path: Path) -> tuple[np.ndarray | None, str, str]:
+        """The image, or None with the reason it is counted under and what was wrong."""
+        limit = self.config.max_pixels
+        try:
+            width, height = image_size(path)
+        except (ImageHeaderError, OSError) as exc:
+            return None, "unreadable", f"not a readable image ({exc})"
+        if width * height > limit:
+            return (
+                None,
+                "too_many_pixels",
+                f"{width}x{height} is {width * height} pixels, over max_pixels ({limit}); "
+                "raise max_pixels if such images are expected",
+            )
+        if width == 0 or height == 0:
+            return None, "unreadable", f"not a readable image ({width}x{height} pixels)"
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error as exc:
+            return None, "unreadable", f"not a readable image (OpenCV: {exc})"
+        if image is None:
+            return None, "unreadable", "not a readable image"
+        return image, "", ""
 
     def read(self, timeout: float | None = None) -> Frame | None:
         with self._lock:

@@ -3,6 +3,12 @@
 Frames are what ``cv2.VideoCapture.read`` returns: HxWx3 BGR uint8. A camera or stream
 that stops delivering raises SourceError (wrap it in RetryingSource to reconnect); a
 file that ends returns None, or starts again with ``loop``.
+
+A video file's frame size is checked against ``max_pixels`` when it opens. A frame the
+decoder cannot decode (OpenCV's read returns False before the end) is skipped and
+counted in ``rejected["bad_frame"]``, and the video goes on: after a failed read the file
+is at its end only when its position plus the frames skipped reaches its frame count
+(CAP_PROP_FRAME_COUNT) or when MAX_BAD_FRAMES_IN_A_ROW more reads fail too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from edge.sources.frames import Frame
 logger = logging.getLogger(__name__)
 
 STREAM_TIMEOUT_MS = 10_000  # FFmpeg's open and read timeouts for network streams
+MAX_BAD_FRAMES_IN_A_ROW = 25  # failed reads before a file counts as ended (or broken)
+WARN_EVERY = 100  # bad frames are logged at WARNING the first time and every 100th
 
 
 class CaptureSource(SourceBase):
@@ -178,6 +186,7 @@ class VideoFile(CaptureSource):
         self._index = 0  # frames read from the file in this pass
         self._loops = 0
         self._delivered = 0
+        self._bad = 0  # bad frames skipped in this pass
 
     def _open_capture(self) -> Any:
         path = self.config.path
@@ -197,23 +206,76 @@ class VideoFile(CaptureSource):
             raise SourceError(
                 f"video {path}: the file gives no frame rate to pace by; set realtime: false"
             )
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > self.config.max_pixels:
+            capture.release()
+            raise SourceError(
+                f"video {path}: frames of {width}x{height} are {width * height} pixels, over "
+                f"max_pixels ({self.config.max_pixels}); raise max_pixels or scale it down "
+                f"(ffmpeg -i {path.name} -vf scale=1280:-2 out.mp4)"
+            )
         return capture
 
     def open(self) -> None:
         super().open()
         self._pacer.reset()
         self._pending, self._index, self._loops, self._delivered = None, 0, 0, 0
+        self._bad = 0
 
     def _next_image(self) -> np.ndarray | None:
         image = self._grab()
+        if image is None and not self.closed:
+            image = self._past_bad_frames()
         if image is None and self._index == 0:
             raise SourceError(f"video {self.config.path}: no frame could be decoded")
         if image is None and self.config.loop:
             self._release()  # reopening is more reliable than seeking to 0 in every container
             self._capture = self._open_capture()
-            self._index, self._loops = 0, self._loops + 1
+            self._index, self._loops, self._bad = 0, self._loops + 1, 0
             return self._next_image()
         return image
+
+    def _past_bad_frames(self) -> np.ndarray | None:
+        """After a failed read: the next good frame past the bad ones (each counted), or
+        None at the end of the file (failed reads there are not counted)."""
+        capture = self._capture
+        if capture is None:
+            return None
+        total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        missed = 0
+        for _ in range(MAX_BAD_FRAMES_IN_A_ROW):
+            position = capture.get(cv2.CAP_PROP_POS_FRAMES)  # bad frames do not advance it
+            if total > 0 and position + self._bad + missed >= total:
+                for _ in range(missed):  # the file's last frames were bad ones
+                    self._count_bad()
+                return None  # every frame of the file is accounted for: the end
+            missed += 1
+            image = self._grab()
+            if image is not None:
+                for _ in range(missed):
+                    self._count_bad()
+                self._index += missed  # frame_index stays the file's frame number
+                return image
+        if total > 0:
+            logger.warning(
+                "video %s: %d reads in a row failed at frame %d of %d; taking it as the end",
+                self.config.path,
+                missed + 1,
+                self._index + self._bad,
+                int(total),
+            )
+        return None
+
+    def _count_bad(self) -> None:
+        self._bad += 1
+        count = self._reject("bad_frame")
+        log = logger.warning if count == 1 or count % WARN_EVERY == 0 else logger.debug
+        log(
+            "video %s: skipped a frame the decoder could not decode (%d so far)",
+            self.config.path,
+            count,
+        )
 
     def read(self, timeout: float | None = None) -> Frame | None:
         with self._lock:
