@@ -74,7 +74,7 @@ def test_home_assistant_discovery_is_sent_again_when_ha_comes_online(
     assert sub.wait(lambda: len(sub.messages) == 10)
     config = json.loads(sub.on("homeassistant/sensor/dev1/fps/config")[0].payload)
     assert config["state_topic"] == f"{ROOT}/telemetry"
-    assert config["availability_topic"] == f"{ROOT}/status"
+    assert config["availability"][0]["topic"] == f"{ROOT}/status"  # tests/mqtt/test_discovery.py
     ha = Subscriber(broker.port, [], client_id="ha")
     assert service.connection.subscribed.wait(5)
     ha.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
