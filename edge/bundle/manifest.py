@@ -56,7 +56,11 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 SELFTEST = "selftest.npz"
-TASKS = ("classification", "detection_ssd", "detection_yolo", "regression", "anomaly")
+# the tasks of edge.postprocess.config (detection_ssd / detection_yolo: earlier manifests)
+TASKS = ("classification", "detection", "segmentation", "keypoints", "regression", "anomaly",
+         "detection_ssd", "detection_yolo")  # fmt: skip
+Task = Literal["classification", "detection", "segmentation", "keypoints", "regression", "anomaly",
+               "detection_ssd", "detection_yolo"]  # fmt: skip
 _SHA256 = r"^[0-9a-f]{64}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _CREATED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
@@ -142,10 +146,16 @@ class Postprocessing(_Frozen):
     threshold: float = Field(default=0.0, ge=0.0)
     iou_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     max_detections: StrictInt | None = Field(default=None, ge=1)
+    # the decoder and its settings (edge.postprocess.config.PostprocessConfig's keys:
+    # decoder, ssd_anchors, yolo_layout, segmentation, keypoints, ...), checked by the
+    # daemon against the model's outputs; left out of manifest.json when None
+    decoding: dict[StrictStr, Any] | None = None
 
 
 class EvaluationSummary(_Frozen):
-    metric: Literal["accuracy", "fidelity"]
+    # the task's own where it has one: mAP@0.5 (map50), mean IoU (miou), PCK (pck) against
+    # the source model's results (packager/evaluate/tasks.py)
+    metric: Literal["accuracy", "fidelity", "map50", "miou", "pck"]
     reference: float | None  # the source model's accuracy (fraction), when labelled
     quantized: float | None  # the bundled model's accuracy, or top-1 agreement (fidelity)
     drop: float | None  # percentage points lost
@@ -177,7 +187,7 @@ class Manifest(_Frozen):
     model: ModelSection
     inputs: tuple[TensorSpec, ...] = Field(min_length=1)
     outputs: tuple[TensorSpec, ...] = Field(min_length=1)
-    task: Literal["classification", "detection_ssd", "detection_yolo", "regression", "anomaly"]
+    task: Task
     preprocessing: PreprocessSpec
     postprocessing: Postprocessing
     evaluation: EvaluationSummary | None
@@ -230,7 +240,9 @@ class Manifest(_Frozen):
     def to_json(self) -> bytes:
         """The canonical bytes of this manifest (what manifest.json holds and is signed);
         ``monitoring`` is left out when None."""
-        leave_out = {"monitoring"} if self.monitoring is None else set()
+        leave_out: dict[str, Any] = {"monitoring": True} if self.monitoring is None else {}
+        if self.postprocessing.decoding is None:
+            leave_out["postprocessing"] = {"decoding"}
         return canonical_json(self.model_dump(mode="json", exclude=leave_out))
 
     def bundle_name(self) -> str:

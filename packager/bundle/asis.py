@@ -26,12 +26,14 @@ from edge.runtime import ModelInfo, load_model, read_model_info
 from edge.runtime.preprocess import PreprocessSpec, default_spec
 from packager.bundle.pipeline import ConvertJob, check_conversion, check_target
 from packager.bundle.prepared import COMPILED_MEMBER, MODEL_MEMBER, Prepared, runtime_check
+from packager.bundle.task import TaskChoice, TaskRequest, resolve_task
 from packager.convert.converter import Converted, load_test
 from packager.convert.edgetpu import COMPILED_OP
 from packager.convert.targets import target_rules
 from packager.errors import SourceModelError
 from packager.evaluate.evaluation import Candidate, Evaluation, check_gate, evaluate
 from packager.evaluate.report import evaluation_table, write_report
+from packager.evaluate.tasks import task_metric
 from packager.sources.data import Dataset, load_dataset
 from packager.sources.models import SourceModel, load_source
 
@@ -105,10 +107,18 @@ def _evaluate(
     max_drop: float | None,
     report_dir: Path,
     console: Console,
+    task: TaskChoice,
 ) -> Evaluation:
     """The model on ``data``, against ``reference`` (else torch for a PyTorch source);
     with neither, its accuracy on labelled data and no drop."""
     against = reference or (source if source.kind == "pytorch" else None)
+    metric = task_metric(task.postprocess)
+    if against is None and metric is not None:
+        raise ConfigError(
+            f"a {task.postprocess.kind} model is measured by what it finds against its source "
+            f"({metric}): pass --reference MODEL (the float model it came from), or leave "
+            "out --eval"
+        )
     if against is None and data.y is None:
         raise ConfigError(
             f"{data.source} is unlabelled, and a model bundled as it is has no source to "
@@ -119,7 +129,8 @@ def _evaluate(
         raise ConfigError(
             "--max-drop measures the drop from a source model: pass --reference MODEL"
         )
-    evaluation = evaluate(against or source, [Candidate(AS_IS, cpu, quantization)], data)
+    evaluation = evaluate(against or source, [Candidate(AS_IS, cpu, quantization)], data,
+                          postprocess=task.postprocess)  # fmt: skip
     if against is None:  # the model measured against itself: keep its accuracy, no drop
         variants = tuple(dataclasses.replace(v, drop_points=None) for v in evaluation.variants)
         evaluation = dataclasses.replace(evaluation, reference_accuracy=None, variants=variants)
@@ -176,6 +187,7 @@ def prepare_as_is(
     allow_uncompiled: bool,
     report_dir: Path,
     console: Console,
+    task: TaskRequest | None = None,
 ) -> Prepared:
     """Inspect, check, load-test and evaluate ``model`` for ``profile``, as it is."""
     if eval_data is None and (reference is not None or max_drop is not None):
@@ -208,7 +220,8 @@ def prepare_as_is(
     cpu_info = read_model_info(cpu)
     runtime_check(profile, cpu_info)
     shape = cpu_info.inputs[0].shape
-    spec = preprocess or default_spec(shape)
+    choice = resolve_task(task or TaskRequest(Path(str(model))), cpu)
+    spec = preprocess or choice.preprocess or default_spec(shape)
     calib_set, eval_set = _load(calib, shape, spec), _load(eval_data, shape, spec)
     if source.kind == "pytorch" and eval_set is not None:  # torch runs once for both
         checked = check_conversion(source, eval_set, console, limit=len(eval_set))
@@ -225,7 +238,7 @@ def prepare_as_is(
     if eval_set is not None:
         against = None if reference is None else load_source(reference)
         evaluation = _evaluate(source, cpu, cpu_info.quantization, eval_set, against, max_drop,
-                               report_dir, console)  # fmt: skip
+                               report_dir, console, choice)  # fmt: skip
     converter = "none: bundled as it is"
     if source.converted_by:
         converter = f"{source.converted_by}, bundled as it is"
@@ -240,4 +253,5 @@ def prepare_as_is(
         evaluation=evaluation,
         variant=AS_IS,
         notes=tuple(notes),
+        task=choice,
     )

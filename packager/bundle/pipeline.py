@@ -20,6 +20,8 @@ from rich.console import Console
 from edge.bundle.archive import write_atomically
 from edge.errors import ConfigError
 from edge.runtime.preprocess import PreprocessSpec
+from packager.bundle.task import TaskChoice, TaskRequest, resolve_task
+from packager.common.progress import step_iter
 from packager.convert.converter import Converted, convert, worst_layers
 from packager.convert.targets import TargetRules, target_rules
 from packager.errors import ConversionError, GateError, PackagerError
@@ -50,6 +52,7 @@ class ConvertJob:
     preprocess: PreprocessSpec = field(default_factory=PreprocessSpec)
     report_dir: Path | None = None
     threads: int | None = None
+    task: TaskRequest | None = None  # decide the task (a bundle's): evaluated by its metric
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ConvertOutcome:
     report: tuple[Path, Path] | None
     notes: tuple[str, ...]
     converted_by: str | None = None  # the converter before TensorFlow's (onnx2tf)
+    task: TaskChoice | None = None
 
 
 def _datasets(
@@ -199,7 +203,7 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
 
     converted: dict[str, Converted] = {}
     failures: dict[str, str] = {}
-    for mode in modes:
+    for mode in step_iter(modes, "converted"):
         try:
             candidate = convert(
                 source,
@@ -223,11 +227,14 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
             + "; ".join(f"{mode}: {reason}" for mode, reason in failures.items())
         )
 
+    some_model = next(iter(converted.values())).data  # every candidate has the same outputs
+    task = resolve_task(job.task, some_model) if job.task is not None else None
     evaluation = report = None
     budget = job.max_drop if job.max_drop is not None or not auto else AUTO_BUDGET
     if eval_data is not None:
         candidates = [Candidate(mode, c.data, mode) for mode, c in converted.items()]
-        evaluation = evaluate(source, candidates, eval_data, threads=job.threads)
+        evaluation = evaluate(source, candidates, eval_data, threads=job.threads,
+                              postprocess=task.postprocess if task else None)  # fmt: skip
         chosen_name = choose_variant(evaluation, budget) if auto else None
         console.print(
             evaluation_table(
@@ -258,9 +265,8 @@ def run_convert(job: ConvertJob, console: Console) -> ConvertOutcome:
     chosen = converted[mode]
     notes: list[str] = [] if checked is None else [checked]
     write_atomically(job.output, check_target(rules, chosen, job, notes))
-    return ConvertOutcome(
-        job.output, chosen, evaluation, report, tuple(notes), converted_by=source.converted_by
-    )
+    return ConvertOutcome(job.output, chosen, evaluation, report, tuple(notes),
+                          converted_by=source.converted_by, task=task)  # fmt: skip
 
 
 def describe_outcome(outcome: ConvertOutcome) -> dict[str, Any]:

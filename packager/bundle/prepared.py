@@ -14,6 +14,7 @@ from rich.console import Console
 from edge.device.profiles import DeviceProfile
 from edge.runtime.preprocess import PreprocessSpec
 from packager.bundle.pipeline import ConvertJob, ConvertOutcome, run_convert
+from packager.bundle.task import TaskChoice, TaskRequest
 from packager.evaluate.evaluation import Evaluation
 
 MODEL_MEMBER = "model.tflite"
@@ -35,6 +36,7 @@ class Prepared:
     evaluation: Evaluation | None
     variant: str | None  # the evaluated variant's name in ``evaluation``
     notes: tuple[str, ...]
+    task: TaskChoice | None = None  # what the outputs mean (packager.bundle.task)
 
     @property
     def compiled(self) -> bool:
@@ -78,6 +80,7 @@ def _converted(outcome: ConvertOutcome, model_bytes: bytes, profile: DeviceProfi
         evaluation=outcome.evaluation,
         variant=chosen.mode,
         notes=tuple(_notes(profile, outcome, compiled)),
+        task=outcome.task,
     )
 
 
@@ -98,7 +101,7 @@ def _notes(profile: DeviceProfile, outcome: ConvertOutcome, compiled: bool) -> l
 def convert_for_bundle(model: Path, profile: DeviceProfile, quant: str | None, calib: Path | None,
              eval_data: Path | None, max_drop: float | None,
              preprocess: PreprocessSpec | None, allow_uncompiled: bool, out_dir: Path,
-             stem: str, console: Console) -> Prepared:  # fmt: skip
+             stem: str, console: Console, task: TaskRequest | None = None) -> Prepared:  # fmt: skip
     mode = quant or profile.default_quant
     with tempfile.TemporaryDirectory(prefix="packager-build-") as work:
         job = ConvertJob(
@@ -114,6 +117,7 @@ def convert_for_bundle(model: Path, profile: DeviceProfile, quant: str | None, c
             runtime=runtime_requirement(profile),
             preprocess=preprocess or PreprocessSpec(),
             report_dir=out_dir,
+            task=task,
         )
         outcome = run_convert(job, console)
         return _converted(outcome, outcome.output.read_bytes(), profile)

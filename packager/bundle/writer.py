@@ -51,9 +51,10 @@ from edge.runtime import ModelRunner, load_model
 from edge.runtime.preprocess import PreprocessSpec, default_spec
 from packager import __version__
 from packager.bundle.prepared import Prepared, convert_for_bundle
+from packager.bundle.task import TaskChoice, TaskRequest, resolve_task
 from packager.bundle.unit import service_unit
 from packager.errors import SourceModelError
-from packager.evaluate.evaluation import Evaluation
+from packager.evaluate.evaluation import Evaluation, loss_points
 from packager.evaluate.reference import reference_for_bundle
 from packager.sources.layout import fit_layout
 
@@ -178,6 +179,10 @@ def _labels(path: Path | None, found: tuple[str, ...] | None, classes: int, task
     return ("\n".join(names) + "\n").encode("utf-8")
 
 
+def _given_labels(task: TaskChoice) -> tuple[str, ...] | None:
+    return tuple(task.labels) if task.labels else None
+
+
 def _edge_yaml(profile: DeviceProfile, name: str, version: int | str) -> bytes:
     """The default config: the profile's camera and delegate chain. ``runtime.threads`` is
     left out, so the daemon sizes itself to the cores of the machine it runs on (a generic
@@ -217,7 +222,10 @@ def _evaluation(evaluation: Evaluation | None, mode: str | None) -> dict[str, An
     variant = evaluation.variant(mode)
     labelled = evaluation.metric == "accuracy"
     quantized = variant.accuracy if labelled else variant.fidelity.top1_agreement
-    values = (evaluation.reference_accuracy, quantized, variant.drop_points if labelled else None)
+    drop = variant.drop_points if labelled else None
+    if variant.task is not None:  # the task's metric against the source's own results
+        quantized, drop = variant.task.value, loss_points(variant)
+    values = (evaluation.reference_accuracy, quantized, drop)
     reference, quantized, drop = (None if v is None else round(v, 6) for v in values)
     return {"metric": evaluation.metric, "reference": reference, "quantized": quantized,
             "drop": drop, "latency_ms": None, "samples": evaluation.samples}  # fmt: skip
@@ -251,7 +259,7 @@ def build_bundle(
     version: str = "1",
     key: Path | None = None,
     unsigned: bool = False,
-    task: str = "classification",
+    task: str | None = None,
     preprocess: PreprocessSpec | None = None,
     allow_uncompiled: bool = False,
     reference: Path | None = None,
@@ -259,7 +267,8 @@ def build_bundle(
     console: Console,
 ) -> BuiltBundle:
     """Convert ``model`` for ``profile`` (or take a .tflite or PyTorch model as it is)
-    and write a signed, reproducible bundle."""
+    and write a signed, reproducible bundle. ``task`` None: the sidecar beside the model
+    says, else the outputs (packager.bundle.task)."""
     from packager.bundle.asis import is_as_is, prepare_as_is
 
     signer = signing_key(key, unsigned)
@@ -269,8 +278,9 @@ def build_bundle(
         version_value = parse_version(version)
     except ValueError as exc:
         raise ConfigError(f"--version: {exc}") from None
-    if task not in TASKS:
+    if task is not None and task not in TASKS:
         raise ConfigError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
+    request = TaskRequest(Path(str(model)), task)
     if labels is not None and not labels.is_file():
         raise ConfigError(f"--labels {labels}: no such file")
     created = _created(named)
@@ -279,7 +289,7 @@ def build_bundle(
         prepared = prepare_as_is(
             model=model, profile=profile, quant=quant, calib=calib, eval_data=eval_data,
             max_drop=max_drop, reference=reference, fallback=fallback, preprocess=preprocess,
-            allow_uncompiled=allow_uncompiled, report_dir=out_dir, console=console,
+            allow_uncompiled=allow_uncompiled, report_dir=out_dir, console=console, task=request,
         )  # fmt: skip
     elif reference is not None or fallback is not None:
         raise ConfigError(
@@ -289,27 +299,32 @@ def build_bundle(
     else:
         prepared = convert_for_bundle(model, profile, quant, calib, eval_data, max_drop, preprocess,
                             allow_uncompiled, out_dir, f"{chosen_name}-{version_value}",
-                            console)  # fmt: skip
+                            console, request)  # fmt: skip
+    choice = prepared.task or resolve_task(request, prepared.cpu_model)
+    for warning in choice.warnings:
+        console.print(f"[yellow]warning: {warning}[/yellow]")
+    console.print(f"task: {choice.task} ({choice.postprocess.decoder_name}), from {choice.reason}")
     return _write(prepared, profile=profile, out_dir=out_dir, calib=calib, eval_data=eval_data,
                   labels=labels, name=chosen_name, version=version_value, signer=signer,
-                  key=key, unsigned=unsigned, task=task, preprocess=preprocess,
-                  created=created)  # fmt: skip
+                  key=key, unsigned=unsigned, task=choice,
+                  preprocess=preprocess or choice.preprocess, created=created)  # fmt: skip
 
 
 def _write(prepared: Prepared, *, profile: DeviceProfile, out_dir: Path, calib: Path | None,
            eval_data: Path | None, labels: Path | None, name: str, version: int | str,
-           signer: Ed25519PrivateKey | None, key: Path | None, unsigned: bool, task: str,
+           signer: Ed25519PrivateKey | None, key: Path | None, unsigned: bool, task: TaskChoice,
            preprocess: PreprocessSpec | None, created: int) -> BuiltBundle:  # fmt: skip
     runner = load_model(prepared.cpu_model, delegates=("xnnpack", "builtin"), threads=1)
     spec = _fit_spec(preprocess, runner)
     x, found_labels = _selftest_inputs(runner, eval_data or calib, spec)
     selftest, tolerance = _selftest(runner, x, prepared.quantization)
-    reference = reference_for_bundle(runner, calib or eval_data, spec=spec, task=task)
+    reference = reference_for_bundle(runner, calib or eval_data, spec=spec,
+                                     postprocess=task.postprocess)  # fmt: skip
     classes = int(runner.outputs[0].signature[-1]) if runner.outputs[0].signature else 1
     title = f"{name} {version}, {profile.id}"
     members = {
         **prepared.models,
-        LABELS_MEMBER: _labels(labels, found_labels, classes, task),
+        LABELS_MEMBER: _labels(labels, _given_labels(task) or found_labels, classes, task.task),
         CONFIG_MEMBER: _edge_yaml(profile, name, version),
         UNIT_MEMBER: service_unit(profile, title).encode(),
         SELFTEST: selftest,
@@ -326,9 +341,9 @@ def _write(prepared: Prepared, *, profile: DeviceProfile, out_dir: Path, calib: 
             "model": _model_section(profile, members, prepared, runner),
             "inputs": _tensors(runner.inputs),
             "outputs": _tensors(runner.outputs),
-            "task": task,
+            "task": task.task,
             "preprocessing": spec,
-            "postprocessing": {"labels_file": LABELS_MEMBER},
+            "postprocessing": task.manifest_postprocessing(LABELS_MEMBER),
             "evaluation": _evaluation(prepared.evaluation, prepared.variant),
             "toolchain": {"packager": __version__, "tensorflow": prepared.tensorflow or "none",
                           "converter": prepared.converter},

@@ -2,8 +2,11 @@
 
 With labels the metric is top-1 accuracy and the drop is in percentage points; without
 labels it is fidelity to the source's outputs: top-1 agreement, cosine similarity,
-maximum absolute error and SQNR (signal to quantization-noise ratio, dB). Latency is
-measured through the device runtime (edge.runtime) with benchmark_model's method.
+maximum absolute error and SQNR (signal to quantization-noise ratio, dB). A detector, a
+segmenter or a landmark model is measured by what its decoder finds instead
+(packager.evaluate.tasks: mAP@0.5, mean IoU, PCK against the source's results), and the
+gate reads that. Latency is measured through the device runtime (edge.runtime) with
+benchmark_model's method.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from typing import Any
 import numpy as np
 
 from edge.device.bench import BenchSettings, summarize, timed_runs
+from edge.postprocess.config import PostprocessConfig
 from edge.runtime import ModelRunner, load_model, read_model_info
 from edge.runtime.feeds import InputFeed
 from packager.common.progress import progress_iter
 from packager.errors import GateError
+from packager.evaluate.tasks import TaskScore, decode_all, score, task_metric
 from packager.sources.data import Dataset
 from packager.sources.models import SourceModel
 
@@ -61,6 +66,7 @@ class VariantResult:
     delegate: str
     delegated_ops: int
     total_ops: int
+    task: TaskScore | None = None  # a detector's mAP@0.5, a segmenter's mIoU ... vs the source
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class Evaluation:
     source: str
     data: str
     samples: int
-    metric: str  # "accuracy" or "fidelity"
+    metric: str  # "accuracy", "fidelity", or the task's: "map50", "miou", "pck"
     reference_accuracy: float | None
     reference_parameters: int | None
     threads: int
@@ -81,13 +87,17 @@ class Evaluation:
         return next(v for v in self.variants if v.name == name)
 
 
-def predict(runner: ModelRunner, x: np.ndarray, label: str) -> np.ndarray:
-    """The runner's first output for every sample; big chunks when the batch is dynamic."""
+def predict_outputs(runner: ModelRunner, x: np.ndarray, label: str) -> list[np.ndarray]:
+    """Every output of the runner for every sample; big chunks when the batch is dynamic."""
     step = CHUNK if runner.inputs[0].dynamic_batch else max(runner.inputs[0].shape[0], 1)
     chunks = range(0, len(x), step)
-    return np.concatenate(
-        [runner.run(x[i : i + step])[0] for i in progress_iter(chunks, f"evaluating {label}")]
-    )
+    runs = [runner.run(x[i : i + step]) for i in progress_iter(chunks, f"evaluating {label}")]
+    return [np.concatenate([run[k] for run in runs]) for k in range(len(runs[0]))]
+
+
+def predict(runner: ModelRunner, x: np.ndarray, label: str) -> np.ndarray:
+    """The runner's first output for every sample."""
+    return predict_outputs(runner, x, label)[0]
 
 
 def fidelity(reference: np.ndarray, candidate: np.ndarray) -> Fidelity:
@@ -141,17 +151,32 @@ def evaluate(
     *,
     threads: int | None = None,
     reference: np.ndarray | None = None,
+    postprocess: PostprocessConfig | None = None,
 ) -> Evaluation:
-    """Run the source and every candidate over ``data`` and measure each candidate."""
+    """Run the source and every candidate over ``data`` and measure each candidate; with
+    a ``postprocess`` of a detection, segmentation or keypoints task, also by what its
+    decoder finds against what it finds on the source's outputs (the gate's measure)."""
+    metric = task_metric(postprocess)
+    size = (int(data.x.shape[1]), int(data.x.shape[2])) if data.x.ndim == 4 else None
+    source_results = None
+    if metric is not None and postprocess is not None:
+        source_outputs = source.predict_outputs(data.x)
+        source_results = decode_all(postprocess, source_outputs, data.x)
+        reference = source_outputs[0] if reference is None else reference
     reference = source.predict(data.x) if reference is None else reference
-    labelled = data.y is not None
+    labelled = data.y is not None and metric is None
     ref_accuracy = float(np.mean(reference.argmax(1) == data.y)) if labelled else None
     variants = []
     used_threads = 0
     for candidate in candidates:
         runner = load_model(candidate.data, threads=threads)
         used_threads = runner.threads
-        outputs = predict(runner, data.x, candidate.name)
+        every_output = predict_outputs(runner, data.x, candidate.name)
+        outputs = every_output[0]
+        measured = None
+        if source_results is not None and postprocess is not None:
+            got = decode_all(postprocess, every_output, data.x)
+            measured = score(postprocess, source_results, got, size)
         accuracy = float(np.mean(outputs.argmax(1) == data.y)) if labelled else None
         drop = (
             (ref_accuracy - accuracy) * 100
@@ -175,16 +200,18 @@ def evaluate(
                 delegate=runner.delegate,
                 delegated_ops=runner.delegation.delegated_ops,
                 total_ops=runner.delegation.total_ops,
+                task=measured,
             )
         )
         log.info(
-            "evaluated %s: accuracy %s, p50 %.3f ms", candidate.name, accuracy, timing["p50_ms"]
-        )
+            "evaluated %s: %s %s, p50 %.3f ms", candidate.name, metric or "accuracy",
+            measured.value if measured else accuracy, timing["p50_ms"],
+        )  # fmt: skip
     return Evaluation(
         source=str(source.origin or source.path),
         data=data.source,
         samples=len(data),
-        metric="accuracy" if labelled else "fidelity",
+        metric=metric or ("accuracy" if labelled else "fidelity"),
         reference_accuracy=ref_accuracy,
         reference_parameters=_source_parameters(source),
         threads=used_threads,
@@ -192,8 +219,14 @@ def evaluate(
     )
 
 
+METRIC_NAMES = {"map50": "mAP@0.5", "miou": "mean IoU", "pck": "PCK"}
+
+
 def loss_points(variant: VariantResult) -> float:
-    """What the gate measures: accuracy lost in points, or (unlabelled) top-1 disagreement."""
+    """What the gate measures: the task metric's shortfall from the source's own results,
+    accuracy lost in points, or (unlabelled) top-1 disagreement."""
+    if variant.task is not None:
+        return (1.0 - variant.task.value) * 100
     if variant.drop_points is not None:
         return variant.drop_points
     return (1.0 - variant.fidelity.top1_agreement) * 100
@@ -208,6 +241,15 @@ def check_gate(evaluation: Evaluation, name: str, max_drop: float | None) -> Non
     variant = evaluation.variant(name)
     if max_drop is None or passes_gate(variant, max_drop):
         return
+    if variant.task is not None:
+        detail = ", ".join(f"{k} {v:.3g}" for k, v in variant.task.detail.items())
+        raise GateError(
+            f"{name} finds {variant.task.value * 100:.2f}% {METRIC_NAMES[variant.task.metric]} "
+            f"of what the source finds on {evaluation.samples} samples ({detail}): "
+            f"{loss_points(variant):.2f} points lost, over the budget of {max_drop:g} points",
+            drop=loss_points(variant),
+            budget=max_drop,
+        )
     if variant.drop_points is None:
         raise GateError(
             f"{name} disagrees with the source on the top-1 class of "

@@ -151,7 +151,7 @@ def compute_reference(
 
 
 def reference_for_bundle(
-    runner: ModelRunner, data: Path | None, *, spec: PreprocessSpec, task: str
+    runner: ModelRunner, data: Path | None, *, spec: PreprocessSpec, postprocess: PostprocessConfig
 ) -> ReferenceStats | None:
     """The manifest's ``monitoring`` for a bundle: the reference of ``data`` (the
     calibration data, else the evaluation data) through ``runner``; None, with a
@@ -164,8 +164,7 @@ def reference_for_bundle(
         return None
     try:
         x = reference_samples(data, runner, spec)
-        post = PostprocessConfig.model_validate({"task": task})
-        reference = compute_reference(runner, x, postprocess=post, layout=spec.layout)
+        reference = compute_reference(runner, x, postprocess=postprocess, layout=spec.layout)
     except (EdgeError, ValueError) as exc:
         log.warning("no reference statistics for drift monitoring from %s: %s", data, exc)
         return None

