@@ -7,6 +7,7 @@ when they change: a reload, an install, a ``set`` of the live settings).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from edge.daemon.config import EdgeConfig
 from edge.device.host import hottest_celsius
+from edge.errors import EdgeError
 from edge.mqtt.schemas import (
     INFO_SCHEMA,
     TELEMETRY_SCHEMA,
@@ -61,7 +63,8 @@ class DaemonView(Protocol):
 
 def model_identity(daemon: DaemonView) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(model, runtime) as the daemon has them now; None before it has started. The
-    model carries the live postprocess settings (threshold, top_k)."""
+    model carries the live postprocess settings (threshold, top_k); the runtime's
+    ``chain`` is a list (``["xnnpack", "builtin"]``), first choice first."""
     described = daemon.describe()
     model = described.get("model")
     if model is not None and described.get("postprocess") is not None:
@@ -74,7 +77,32 @@ def model_identity(daemon: DaemonView) -> tuple[dict[str, Any] | None, dict[str,
             for key in ("backend", "threads", "chain", "delegate", "fell_back", "attempts")
             if key in described
         }
+        if isinstance(runtime.get("chain"), str):  # the runner says "xnnpack -> builtin"
+            runtime["chain"] = [part.strip() for part in runtime["chain"].split("->")]
     return model, runtime
+
+
+def device_profile(daemon: DaemonView) -> str | None:
+    """The id of the device profile the daemon runs with: ``runtime.profile`` (an id, or
+    a profile file: its id), else the ``device`` of the running bundle's manifest; None
+    for a plain model without a profile."""
+    setting = daemon.config.runtime.profile
+    if setting is not None:
+        from edge.device.profiles import load_profile  # only when a profile is named
+
+        try:
+            return load_profile(setting).id
+        except EdgeError:  # the daemon started with it; say what was configured
+            return setting
+    origin = str((daemon.describe().get("model") or {}).get("origin") or "")
+    if not origin.startswith("bundle "):
+        return None
+    try:
+        manifest = json.loads((Path(origin.removeprefix("bundle ")) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    device = manifest.get("device") if isinstance(manifest, dict) else None
+    return device if isinstance(device, str) else None
 
 
 def versions() -> dict[str, str]:
@@ -98,7 +126,7 @@ def info_payload(daemon: DaemonView, seq: int, *, profile: str | None = None) ->
             "model": model,
             "runtime": runtime,
             "versions": versions(),
-            "profile": profile,
+            "profile": profile or device_profile(daemon),
         }
     )
 
