@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from edge.dashboard.defaults import LISTEN_PORT, MQTT_PORT, MQTTS_PORT
+from edge.dashboard.defaults import LISTEN_PORT, MAX_DEVICES, MQTT_PORT, MQTTS_PORT
 
 __all__ = ["add_dashboard"]
 
@@ -50,6 +50,29 @@ def add_dashboard(sub: Any) -> None:
     p.add_argument("--username", help="broker user (a read-only 'dashboard' user, see docs)")
     p.add_argument("--password-file", type=Path, metavar="F", help="the password, read at start")
     p.add_argument("--tls-ca", type=Path, metavar="CA", help="CA certificate: connect with TLS")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="F",
+        help="a file holding the bearer token every request must show (read at start, never "
+        "logged); required when --listen is beyond loopback",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the page may be opened by besides localhost and the --listen address "
+        "(repeatable; browsers send it as Host)",
+    )
+    p.add_argument(
+        "--max-devices",
+        type=int,
+        default=MAX_DEVICES,
+        metavar="N",
+        help=f"devices kept; past it the one not online heard from longest ago is evicted "
+        f"[{MAX_DEVICES}]",
+    )
     p.set_defaults(handler=_cmd_dashboard)
 
 
@@ -72,6 +95,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         username=args.username,
         password_file=args.password_file,
         tls_ca=args.tls_ca,
+        token_file=args.token_file,
+        allowed_hosts=tuple(args.allow_host),
+        max_devices=args.max_devices,
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -8,13 +8,17 @@ Routes (GET only):
   Content-Security-Policy allows this origin only);
 - ``/api/state``: the whole fleet, JSON (``Fleet.snapshot()``);
 - ``/events``: SSE. First ``event: state`` with the whole fleet, then ``event: update``
-  with the fleet's totals and only the devices that changed, at most one per
-  ``update_interval_s``; a ``: keep-alive`` comment when nothing changed for
-  ``keepalive_comment_s``; ``retry: 2000`` so the browser reconnects after a restart.
+  with the fleet's totals and the deltas of the devices that changed since the page's last
+  message (edge/dashboard/device.py, pages.py), at most one per ``update_interval_s``; a
+  ``: keep-alive`` comment when nothing changed for ``keepalive_comment_s``;
+  ``retry: 2000`` so the browser reconnects after a restart.
+
+Every request passes edge.http.access first (Host allow-list, 421; with ``--token-file``
+the bearer token or the session cookie, 401). Listening beyond loopback needs a token.
 
 ``Dashboard(settings).start()`` binds (ListenError when it cannot), starts the broker
-feed and a one-second silence check; ``stop()`` ends the SSE streams, then the server and
-the feed.
+feed, the broadcaster and a one-second silence check; ``stop()`` ends the SSE streams,
+then the server and the feed.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from edge.dashboard.errors import ListenError
+from edge.dashboard.pages import Broadcaster
 from edge.dashboard.settings import DashboardSettings
 from edge.dashboard.state import Fleet
 from edge.dashboard.subscriber import BrokerFeed
+from edge.http.access import Access, is_loopback, read_token, redact
 
 log = logging.getLogger(__name__)
 STATIC_FILES = {  # route -> (file in edge/dashboard/static, content type)
@@ -55,6 +61,7 @@ SILENCE_CHECK_S = 1.0
 WAIT_SLICE_S = 1.0  # SSE threads look at the stop flag at least this often
 SHUTDOWN_WAIT_S = 3.0  # for SSE streams to end on stop()
 SOCKET_TIMEOUT_S = 60.0  # a client that stops reading is dropped after this
+LISTEN_BACKLOG = 128  # connections the kernel holds while the handler threads are busy
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -68,6 +75,7 @@ def load_static() -> dict[str, tuple[bytes, str]]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], dashboard: Dashboard) -> None:
         self.dashboard = dashboard
@@ -80,13 +88,35 @@ class _Server6(_Server):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "edge-dashboard"
+    sys_version = ""  # no Python version in the Server header
     timeout = SOCKET_TIMEOUT_S
 
     @property
     def dashboard(self) -> Dashboard:
         return cast(_Server, self.server).dashboard
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def do_GET(self) -> None:
+        headers = self.headers
+        denied = self.dashboard.access.check(
+            self.path, headers.get("Host"), headers.get("Authorization"), headers.get("Cookie")
+        )
+        if denied is not None:
+            if denied.status == 401:
+                log.info(
+                    "http %s: %s refused, no valid token", self.address_string(), redact(self.path)
+                )
+            body = (denied.message + "\n").encode()
+            self._reply(
+                HTTPStatus(denied.status),
+                body,
+                "text/plain; charset=utf-8",
+                cache=False,
+                extra=denied.headers,
+            )
+            return
         path = self.path.split("?", 1)[0]
         if path == "/events":
             self.dashboard.stream(self)
@@ -100,20 +130,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
     def _reply(
-        self, status: HTTPStatus, body: bytes, content_type: str, *, cache: bool = True
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        *,
+        cache: bool = True,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if not cache:
             self.send_header("Cache-Control", "no-store")
+        for name, value in extra:
+            self.send_header(name, value)
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s: " + format, self.address_string(), *args)
+        log.debug("http %s: %s", self.address_string(), redact(format % args))
 
 
 class Dashboard:
@@ -128,9 +166,16 @@ class Dashboard:
                 history=settings.history,
                 recent=settings.recent,
                 broker_address=settings.broker_address,
+                max_devices=settings.max_devices,
+                max_id_length=settings.max_id_length,
+                max_payload_bytes=settings.max_payload_bytes,
             )
         self.fleet = fleet
         self.feed = BrokerFeed(settings, self.fleet)
+        self.pages = Broadcaster(
+            fleet, update_interval_s=settings.update_interval_s, page_queue=settings.page_queue
+        )
+        self.access = Access(settings.listen_host)  # the token is read at start()
         self.static = load_static()
         self.stopping = threading.Event()
         self._streams = 0
@@ -152,6 +197,7 @@ class Dashboard:
         host, port = self.settings.listen_host, self.settings.listen_port
         kind = _Server6 if ":" in host else _Server
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.access = self._access(shown)
         try:
             self._server = kind((host, port), self)
         except OSError as exc:
@@ -162,10 +208,7 @@ class Dashboard:
             self._server.server_close()
             self._server = None
             raise
-        if host in ("0.0.0.0", "::"):  # noqa: S104 (a check, not a bind)
-            log.warning(
-                "listening on every interface (%s): anyone who reaches it sees the fleet", shown
-            )
+        self.pages.start()
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="dashboard-http", daemon=True),
             threading.Thread(target=self._check_silence, name="dashboard-silence", daemon=True),
@@ -178,7 +221,7 @@ class Dashboard:
     def stop(self) -> None:
         """End the SSE streams (bounded wait), then the server and the broker feed."""
         self.stopping.set()
-        self.fleet.wake()
+        self.pages.stop()
         with self._streams_lock:
             self._streams_lock.wait_for(lambda: self._streams == 0, timeout=SHUTDOWN_WAIT_S)
         server, self._server = self._server, None
@@ -223,36 +266,48 @@ class Dashboard:
                 self._streams_lock.notify_all()
 
     def _stream(self, handler: BaseHTTPRequestHandler) -> None:
-        settings = self.settings
-        snapshot = self.fleet.snapshot()
-        _send(handler, f"retry: {SSE_RETRY_MS}\n\n")
-        _send(handler, _event("state", snapshot))
-        sent = {name: device["version"] for name, device in snapshot["devices"].items()}
-        version = snapshot["version"]
-        last_write = last_update = time.monotonic()
-        while not self.stopping.is_set():
-            idle = time.monotonic() - last_write
-            wait = min(WAIT_SLICE_S, max(0.0, settings.keepalive_comment_s - idle))
-            if self.fleet.wait(version, wait) > version:
-                early = last_update + settings.update_interval_s - time.monotonic()
-                if early > 0 and self.stopping.wait(early):
-                    break
-                update = self.fleet.snapshot(since=sent)
-                sent.update({name: d["version"] for name, d in update["devices"].items()})
-                version = update["version"]
-                _send(handler, _event("update", update))
-                last_write = last_update = time.monotonic()
-            elif time.monotonic() - last_write >= settings.keepalive_comment_s:
-                _send(handler, ": keep-alive\n\n")
+        keepalive = self.settings.keepalive_comment_s
+        page = self.pages.open()
+        try:
+            _send(handler, f"retry: {SSE_RETRY_MS}\n\n".encode())
+            last_write = time.monotonic()
+            while not self.stopping.is_set():
+                idle = time.monotonic() - last_write
+                data = page.next(min(WAIT_SLICE_S, max(0.0, keepalive - idle)))
+                if data is not None:
+                    _send(handler, data)
+                elif time.monotonic() - last_write >= keepalive and not self.stopping.is_set():
+                    _send(handler, b": keep-alive\n\n")
+                else:
+                    continue
                 last_write = time.monotonic()
+        finally:
+            self.pages.close(page)
+
+    def _access(self, shown: str) -> Access:
+        """The Host allow-list and token (read now); ListenError when listening beyond
+        loopback without a token."""
+        settings = self.settings
+        token = None
+        if settings.token_file is not None:
+            token = read_token(settings.token_file, "--token-file")
+        elif not is_loopback(settings.listen_host):
+            raise ListenError(
+                f"--listen {shown} is reachable beyond this machine: give --token-file with a "
+                "file holding a random token (e.g. `openssl rand -hex 32`), or listen on "
+                "127.0.0.1"
+            )
+        return Access(
+            settings.listen_host,
+            token=token,
+            allowed_hosts=settings.allowed_hosts,
+            option="--token-file",
+            hosts_option="--allow-host",
+        )
 
 
-def _event(name: str, data: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _send(handler: BaseHTTPRequestHandler, text: str) -> None:
-    handler.wfile.write(text.encode())
+def _send(handler: BaseHTTPRequestHandler, data: bytes) -> None:
+    handler.wfile.write(data)
     handler.wfile.flush()
 
 

@@ -12,7 +12,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.daemon.config import TOPIC_PART
-from edge.dashboard.defaults import LISTEN_PORT, MQTT_PORT
+from edge.dashboard.defaults import (
+    LISTEN_PORT,
+    MAX_DEVICES,
+    MAX_ID_LENGTH,
+    MAX_PAYLOAD_BYTES,
+    MQTT_PORT,
+    PAGE_QUEUE,
+)
 from edge.errors import ConfigError
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 for --listen: any free port
@@ -40,6 +47,12 @@ class DashboardSettings(BaseModel):
     recent: Annotated[int, Field(ge=1, le=100)] = 6  # events, drift events, results kept
     update_interval_s: Annotated[float, Field(gt=0)] = 0.5  # SSE: at most one update per
     keepalive_comment_s: Annotated[float, Field(gt=0)] = 15.0  # SSE: a comment when idle
+    max_devices: Annotated[int, Field(ge=1, le=1_000_000)] = MAX_DEVICES  # then evict
+    max_id_length: Annotated[int, Field(ge=1, le=65_535)] = MAX_ID_LENGTH  # longer: dropped
+    max_payload_bytes: Annotated[int, Field(ge=1024)] = MAX_PAYLOAD_BYTES  # larger: dropped
+    page_queue: Annotated[int, Field(ge=1, le=1000)] = PAGE_QUEUE  # SSE messages per page
+    token_file: Path | None = None  # read at start, never logged; needed off loopback
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides loopback's and the bind address
 
     @model_validator(mode="after")
     def _rules(self) -> DashboardSettings:
@@ -98,6 +111,9 @@ FLAGS = {  # a setting's command-line option, for error messages
     "username": "--username",
     "password_file": "--password-file",
     "tls_ca": "--tls-ca",
+    "max_devices": "--max-devices",
+    "token_file": "--token-file",
+    "allowed_hosts": "--allow-host",
 }
 
 

@@ -18,157 +18,34 @@ broker connection is up (default: 3 observed telemetry intervals, at least 30 s;
 starts again when the dashboard (re)connects, since retained messages are not news).
 ``check_silence()`` re-evaluates that (the server calls it every second).
 
-Every change bumps ``version`` (and the device's own) and wakes ``wait()``ers; the SSE
-stream sends the devices whose version moved. Pure Python, no broker needed: tests feed
-it messages and a fake clock.
+The table is bounded: device ids over ``max_id_length`` and payloads over
+``max_payload_bytes`` (JPEG snapshots aside: only counted) are counted and dropped; past
+``max_devices`` the device not online heard from longest ago is evicted (counted), or, when
+every device is online, the new one is refused (counted).
+
+Every change bumps ``version`` (and the device's own, and the changed sections') and wakes
+``wait()``ers; ``changes(since)`` is the delta a page needs (edge/dashboard/pages.py). Pure
+Python, no broker needed: tests feed it messages and a fake clock.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from edge.dashboard import payloads
-from edge.dashboard.defaults import MIN_SILENT_AFTER_S, SILENT_INTERVALS
+from edge.dashboard.defaults import MAX_DEVICES, MAX_ID_LENGTH, MAX_PAYLOAD_BYTES
+from edge.dashboard.device import KIND_SECTIONS, DeviceState, SeqTrack
 from edge.dashboard.errors import InvalidPayloadError
 
 log = logging.getLogger(__name__)
-INTERVALS_KEPT = 8  # telemetry arrival intervals behind the automatic silence threshold
-MAX_DEVICES = 5000  # beyond this, messages from new device ids are ignored (and logged)
-Verdict = Literal["new", "gap", "duplicate", "reset"]
-
-
-@dataclass(slots=True)
-class SeqTrack:
-    """``seq`` on one topic of one device."""
-
-    last: int | None = None
-    newest_ts: float | None = None
-    gaps: int = 0
-    missing: int = 0
-    duplicates: int = 0
-    resets: int = 0
-    last_gap: tuple[int, int] | None = None  # (last seen, arrived) of the latest gap
-
-    def accept(self, seq: int, ts: float) -> Verdict:
-        verdict: Verdict = "new"
-        if self.last is not None and seq <= self.last:
-            if self.newest_ts is None or ts <= self.newest_ts:
-                self.duplicates += 1
-                return "duplicate"
-            self.resets += 1
-            verdict = "reset"
-        elif self.last is not None and seq > self.last + 1:
-            self.gaps += 1
-            self.missing += seq - self.last - 1
-            self.last_gap = (self.last, seq)
-            verdict = "gap"
-        self.last = seq
-        self.newest_ts = ts if self.newest_ts is None else max(self.newest_ts, ts)
-        return verdict
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "last": self.last,
-            "gaps": self.gaps,
-            "missing": self.missing,
-            "duplicates": self.duplicates,
-            "resets": self.resets,
-            "last_gap": list(self.last_gap) if self.last_gap else None,
-        }
-
-
-@dataclass(slots=True)
-class DeviceState:
-    """What is known about one device; changed only under the Fleet's lock."""
-
-    id: str
-    first_seen: float
-    history_size: int
-    recent: int
-    version: int = 0
-    status: str | None = None  # online, offline, stopped; None until a status arrives
-    status_at: float | None = None  # when it came live; None for a retained one (time unknown)
-    heard_at: float | None = None  # the last message that was not a retained one
-    silent: bool = False
-    info: dict[str, Any] | None = None
-    telemetry: dict[str, Any] | None = None
-    history: deque[tuple[float, float | None, float | None]] = field(init=False)
-    events: deque[dict[str, Any]] = field(init=False)
-    drift_events: deque[dict[str, Any]] = field(init=False)
-    drift_high: dict[str, float | None] = field(default_factory=dict)
-    results: deque[dict[str, Any]] = field(init=False)
-    feedback_count: int = 0
-    feedback_last: dict[str, Any] | None = None
-    snapshots: int = 0
-    snapshot_bytes: int | None = None
-    seq: dict[str, SeqTrack] = field(default_factory=dict)
-    invalid: int = 0
-    last_invalid: str | None = None
-    telemetry_at: float | None = None
-    intervals: deque[float] = field(default_factory=lambda: deque(maxlen=INTERVALS_KEPT))
-
-    def __post_init__(self) -> None:
-        self.history = deque(maxlen=self.history_size)
-        self.events = deque(maxlen=self.recent)
-        self.drift_events = deque(maxlen=self.recent)
-        self.results = deque(maxlen=self.recent)
-
-    def interval_s(self) -> float | None:
-        """The median time between telemetry messages, once two have arrived."""
-        return statistics.median(self.intervals) if self.intervals else None
-
-    def silent_after(self, configured: float | None) -> float:
-        if configured is not None:
-            return configured
-        interval = self.interval_s()
-        auto = SILENT_INTERVALS * interval if interval is not None else 0.0
-        return max(MIN_SILENT_AFTER_S, auto)
-
-    @property
-    def state(self) -> str:
-        """offline / stopped (from status) > silent > online; unknown before any news."""
-        if self.status in ("offline", "stopped"):
-            return self.status
-        if self.silent:
-            return "silent"
-        if self.status == "online" or self.heard_at is not None:
-            return "online"
-        return "unknown"
-
-    def to_json(self, configured_silence: float | None) -> dict[str, Any]:
-        tracks = {kind: track.to_json() for kind, track in sorted(self.seq.items())}
-        return {
-            "id": self.id,
-            "version": self.version,
-            "state": self.state,
-            "status": self.status,
-            "status_at": self.status_at,
-            "first_seen": self.first_seen,
-            "heard_at": self.heard_at,
-            "silent_after_s": self.silent_after(configured_silence),
-            "interval_s": self.interval_s(),
-            "info": self.info,
-            "telemetry": self.telemetry,
-            "history": [list(point) for point in self.history],
-            "events": list(self.events),
-            "drift": {"events": list(self.drift_events), "high": dict(self.drift_high)},
-            "results": list(self.results),
-            "feedback": {"count": self.feedback_count, "last": self.feedback_last},
-            "snapshots": {"count": self.snapshots, "last_bytes": self.snapshot_bytes},
-            "seq": tracks,
-            "gaps": sum(t.gaps for t in self.seq.values()),
-            "missing": sum(t.missing for t in self.seq.values()),
-            "duplicates": sum(t.duplicates for t in self.seq.values()),
-            "invalid": self.invalid,
-            "last_invalid": self.last_invalid,
-        }
+REMOVALS_KEPT = 1024  # evictions remembered for pages' deltas; older: a page gets a full state
+WARN_EVERY = 1000
 
 
 @dataclass(slots=True)
@@ -177,7 +54,24 @@ class Totals:
     invalid: int = 0
     ignored: int = 0
     duplicates: int = 0
+    long_ids: int = 0  # messages from device ids over max_id_length, dropped
+    oversized: int = 0  # payloads over max_payload_bytes, dropped unread
+    evicted: int = 0  # devices removed to make room for new ones
+    refused: int = 0  # messages from new devices while full of online ones
     last_invalid: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "invalid": self.invalid,
+            "ignored": self.ignored,
+            "duplicates": self.duplicates,
+            "long_ids": self.long_ids,
+            "oversized": self.oversized,
+            "evicted": self.evicted,
+            "refused": self.refused,
+            "last_invalid": self.last_invalid,
+        }
 
 
 class Fleet:
@@ -192,6 +86,8 @@ class Fleet:
         recent: int = 6,
         broker_address: str | None = None,
         max_devices: int = MAX_DEVICES,
+        max_id_length: int = MAX_ID_LENGTH,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if silent_after_s is not None and silent_after_s <= 0:
@@ -201,6 +97,8 @@ class Fleet:
         self.history = history
         self.recent = recent
         self.max_devices = max_devices
+        self.max_id_length = max_id_length
+        self.max_payload_bytes = max_payload_bytes
         self.clock = clock
         self.devices: dict[str, DeviceState] = {}
         self.totals = Totals()
@@ -212,6 +110,10 @@ class Fleet:
             "detail": "starting",
         }
         self._changed = threading.Condition(threading.Lock())
+        self._order: OrderedDict[str, None] = OrderedDict()  # device ids, last changed last
+        self._removed: deque[tuple[int, str]] = deque(maxlen=REMOVALS_KEPT)
+        self._removed_floor = 0  # deltas since an older version cannot list every removal
+        self._evictable = False  # a device may be offline, stopped or silent
 
     # -- feeding ------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> bool:
@@ -219,43 +121,120 @@ class Fleet:
         with self._changed:
             self.totals.messages += 1
             where = payloads.route(self.base_topic, topic)
-            if where is None or self._over_capacity(where.device):
+            if where is None:
                 self.totals.ignored += 1
                 return False
+            if not self._admissible(where, len(payload)):
+                return False
+            stamp = self.version + 1  # the version this message makes, if it changes anything
             try:
-                changed = self._apply(where, payload, retained)
+                sections = self._apply(where, payload, retained, stamp)
             except InvalidPayloadError as exc:
                 self._invalid(where.device, topic, str(exc))
-                changed = True
-            if changed:
-                self._bump(where.device)
-            return changed
+                sections = ()
+            if sections is None:
+                return False
+            self._bump(where.device, sections)
+            return True
 
-    def _apply(self, where: payloads.Route, payload: bytes, retained: bool) -> bool:
+    def _admissible(self, where: payloads.Route, size: int) -> bool:
+        """Under the lock: False (and counted) for a long id, an oversized payload, or a new
+        device when the table is full of online ones; makes room by evicting otherwise."""
+        if len(where.device) > self.max_id_length:
+            self.totals.long_ids += 1
+            self._warn(
+                self.totals.long_ids,
+                "a device id of %d characters (%s...) dropped: over %d (%d so far)",
+                len(where.device),
+                where.device[:40],
+                self.max_id_length,
+                self.totals.long_ids,
+            )
+            return False
+        if size > self.max_payload_bytes and where.kind != "snapshot":  # JPEGs: only counted
+            self.totals.oversized += 1
+            self._warn(
+                self.totals.oversized,
+                "device %s, %s: a payload of %d bytes dropped unread: over %d (%d so far)",
+                where.device,
+                where.kind,
+                size,
+                self.max_payload_bytes,
+                self.totals.oversized,
+            )
+            return False
+        if where.device in self.devices or len(self.devices) < self.max_devices:
+            return True
+        if self._evict():
+            return True
+        self.totals.refused += 1
+        self._warn(
+            self.totals.refused,
+            "device %s refused: %d devices, all online (a publisher inventing ids?) (%d so far)",
+            where.device,
+            len(self.devices),
+            self.totals.refused,
+        )
+        return False
+
+    def _evict(self) -> bool:
+        """Under the lock: remove the device not online that was heard from longest ago."""
+        if not self._evictable:
+            return False
+        oldest: DeviceState | None = None
+        for device in self.devices.values():
+            if device.state in ("offline", "stopped", "silent") and (
+                oldest is None
+                or (device.heard_at or device.first_seen) < (oldest.heard_at or oldest.first_seen)
+            ):
+                oldest = device
+        if oldest is None:
+            self._evictable = False
+            return False
+        del self.devices[oldest.id]
+        self._order.pop(oldest.id, None)
+        self.totals.evicted += 1
+        self._bump()
+        if len(self._removed) == self._removed.maxlen:
+            self._removed_floor = self._removed[0][0]
+        self._removed.append((self.version, oldest.id))
+        log.info("device %s (%s) evicted to make room for a new one", oldest.id, oldest.state)
+        return True
+
+    def _warn(self, count: int, message: str, *args: object) -> None:
+        if count == 1 or count % WARN_EVERY == 0:
+            log.warning(message, *args)
+
+    def _apply(
+        self, where: payloads.Route, payload: bytes, retained: bool, stamp: int
+    ) -> tuple[str, ...] | None:
+        """The sections the message changed (None: nothing changed)."""
         now = self.clock()
+        sections = KIND_SECTIONS[where.kind]
         if where.kind == "status":
             status = payloads.decode_status(payload)
             device = self._device(where.device, now, retained)
             device.status, device.status_at = status, None if retained else now
             if status != "online":
                 device.silent = False
-            return True
+                self._evictable = True
+            return sections
         if where.kind == "snapshot":
             device = self._device(where.device, now, retained)
             device.snapshots += 1
             device.snapshot_bytes = len(payload)
-            return True
+            return sections
         doc = payloads.decode(where.kind, payload)
         known = self.devices.get(where.device)
         seen = known.seq.get(where.kind) if known else None
         if retained and seen and seen.last is not None and doc["seq"] <= seen.last:
-            return False  # the broker's retained copy, sent again on every subscribe: not news
+            return None  # the broker's retained copy, sent again on every subscribe: not news
         device = self._device(where.device, now, retained)
         track = device.seq.setdefault(where.kind, SeqTrack())
         verdict = track.accept(doc["seq"], float(doc["ts"]))
         if verdict == "duplicate":
             self.totals.duplicates += 1
-            return True  # the duplicate counter shows on the tile
+            return ("seq",)  # the duplicate counter shows on the tile
         if verdict != "new":
             log.debug(
                 "device %s, %s: seq %d is a %s (%d gaps, %d missing, %d resets so far)",
@@ -267,18 +246,24 @@ class Fleet:
                 track.missing,
                 track.resets,
             )
-        self._store(device, where, doc, now)
-        return True
+        self._store(device, where, doc, now, stamp)
+        return sections
 
     def _store(
-        self, device: DeviceState, where: payloads.Route, doc: dict[str, Any], now: float
+        self,
+        device: DeviceState,
+        where: payloads.Route,
+        doc: dict[str, Any],
+        now: float,
+        stamp: int,
     ) -> None:
         kind = where.kind
         if kind == "telemetry":
             summary = payloads.summarize_telemetry(doc)
             device.telemetry = summary
-            point = (round(summary["ts"], 2), summary["fps"], summary["p95_ms"])
-            device.history.append(point)
+            device.history.append(
+                (round(summary["ts"], 2), summary["fps"], summary["p95_ms"], stamp)
+            )
             if device.telemetry_at is not None and now > device.telemetry_at:
                 device.intervals.append(now - device.telemetry_at)
             device.telemetry_at = now
@@ -302,24 +287,13 @@ class Fleet:
     def _device(self, name: str, now: float, retained: bool) -> DeviceState:
         device = self.devices.get(name)
         if device is None:
-            device = DeviceState(name, now, self.history, self.recent)
+            device = DeviceState(name, now, self.history, self.recent, created=self.version + 1)
             self.devices[name] = device
             log.info("device %s: first message", name)
         if not retained:
             device.heard_at = now
             device.silent = False
         return device
-
-    def _over_capacity(self, name: str) -> bool:
-        if name in self.devices or len(self.devices) < self.max_devices:
-            return False
-        if self.totals.ignored % 1000 == 0:
-            log.warning(
-                "device %s ignored: already %d devices (a publisher inventing device ids?)",
-                name,
-                len(self.devices),
-            )
-        return True
 
     def _invalid(self, name: str, topic: str, reason: str) -> None:
         self.totals.invalid += 1
@@ -332,11 +306,17 @@ class Fleet:
             count = self.totals.invalid
             log.warning("%s: ignored an invalid payload (%d so far): %s", topic, count, reason)
 
-    def _bump(self, name: str | None = None) -> None:
-        """Under the lock: a new version, for the device too, and wake the waiters."""
+    def _bump(self, name: str | None = None, sections: tuple[str, ...] = ()) -> None:
+        """Under the lock: a new version, for the device and its changed sections too, and
+        wake the waiters."""
         self.version += 1
-        if name is not None and name in self.devices:
-            self.devices[name].version = self.version
+        device = self.devices.get(name) if name is not None else None
+        if device is not None:
+            device.version = self.version
+            for section in sections:
+                device.changed[section] = self.version
+            self._order[device.id] = None
+            self._order.move_to_end(device.id)
         self._changed.notify_all()
 
     # -- broker and silence -------------------------------------------------------------
@@ -363,6 +343,7 @@ class Fleet:
                     self._set_silent(name, silent)
                     changed.append(name)
                     if silent:
+                        self._evictable = True
                         log.warning(
                             "device %s: silent, nothing for %.0f s",
                             name,
@@ -386,35 +367,54 @@ class Fleet:
             self._bump(name)
 
     # -- reading ------------------------------------------------------------------------
-    def snapshot(self, since: Mapping[str, int] | None = None) -> dict[str, Any]:
-        """The page's model as JSON-ready data: every device, or with ``since`` (device id
-        -> version already sent) only those that changed after it."""
+    def snapshot(self) -> dict[str, Any]:
+        """The page's whole model as JSON-ready data (``/api/state``, a page's first state)."""
         with self._changed:
-            devices = {
-                name: device.to_json(self.silent_after_s)
-                for name, device in sorted(self.devices.items())
-                if since is None or device.version > since.get(name, -1)
-            }
-            states = [device.state for device in self.devices.values()]
-            return {
-                "version": self.version,
-                "now": self.clock(),
-                "base_topic": self.base_topic,
-                "broker": dict(self.broker),
-                "totals": {
-                    "devices": len(self.devices),
-                    "online": states.count("online"),
-                    "silent": states.count("silent"),
-                    "offline": states.count("offline"),
-                    "stopped": states.count("stopped"),
-                    "messages": self.totals.messages,
-                    "invalid": self.totals.invalid,
-                    "ignored": self.totals.ignored,
-                    "duplicates": self.totals.duplicates,
-                    "last_invalid": self.totals.last_invalid,
-                },
-                "devices": devices,
-            }
+            return self._whole()
+
+    def changes(self, since: int, *, whole: bool = False) -> tuple[dict[str, Any] | None, ...]:
+        """(delta, state) taken together: what changed after version ``since`` (the header,
+        each changed device's delta as device.py says, the ids ``removed``) and, with
+        ``whole``, the whole state at the same version. The delta is None, and the state is
+        given, when removals that old are no longer known."""
+        with self._changed:
+            delta = self._delta(since) if since >= self._removed_floor else None
+            return delta, self._whole() if whole or delta is None else None
+
+    def _whole(self) -> dict[str, Any]:
+        devices = {
+            name: device.to_json(self.silent_after_s)
+            for name, device in sorted(self.devices.items())
+        }
+        return {**self._header(), "devices": devices}
+
+    def _delta(self, since: int) -> dict[str, Any]:
+        devices = {}
+        for name in reversed(self._order):
+            device = self.devices[name]
+            if device.version <= since:
+                break
+            devices[name] = device.to_json(self.silent_after_s, since)
+        removed = [name for v, name in self._removed if v > since and name not in self.devices]
+        return {**self._header(), "since": since, "devices": devices, "removed": removed}
+
+    def _header(self) -> dict[str, Any]:
+        states = [device.state for device in self.devices.values()]
+        return {
+            "version": self.version,
+            "now": self.clock(),
+            "base_topic": self.base_topic,
+            "history_size": self.history,
+            "broker": dict(self.broker),
+            "totals": {
+                "devices": len(self.devices),
+                "online": states.count("online"),
+                "silent": states.count("silent"),
+                "offline": states.count("offline"),
+                "stopped": states.count("stopped"),
+                **self.totals.to_json(),
+            },
+        }
 
     def wait(self, version: int, timeout: float) -> int:
         """Block until ``version`` is passed (or ``timeout``, or ``wake()``); the version now."""

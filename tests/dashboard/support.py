@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -36,7 +37,7 @@ class Device:
 
     def __init__(self, port: int, name: str) -> None:
         self.name = name
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{name}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{name}")
         self.client.will_set(f"edge/{name}/status", "offline", qos=1, retain=True)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -50,14 +51,35 @@ class Device:
         self.client.loop_stop()
 
 
+def merge(model: dict[str, Any], message: dict[str, Any], *, whole: bool) -> dict[str, Any]:
+    """What the page's JS does with a message (edge/dashboard/static/app.js ``apply``):
+    a state replaces the model; an update's device deltas are merged into it (chart points
+    appended, the last ``history_size`` kept) and its ``removed`` ids dropped."""
+    if whole:
+        return message
+    devices = {k: v for k, v in model.get("devices", {}).items() if k not in message["removed"]}
+    for name, delta in message["devices"].items():
+        fields = {k: v for k, v in delta.items() if k != "history_add"}
+        device = {**devices.get(name, {}), **fields}
+        if "history_add" in delta:
+            points = devices.get(name, {}).get("history", []) + delta["history_add"]
+            device["history"] = points[-message["history_size"] :]
+        devices[name] = device
+    return {**message, "devices": devices}
+
+
 class EventStream:
     """One /events connection; a thread parses it into (event, data) pairs, comments as
-    ("comment", text) and the end of the stream as ("eof", "")."""
+    ("comment", text) and the end of the stream as ("eof", ""). ``until`` keeps ``model``,
+    the fleet as a page that applied every message so far sees it, and ``last``, the last
+    message as sent."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(base_url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        self.connection.request("GET", "/events")
+        self.model: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}
+        self.connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.connection.request("GET", "/events", headers=headers or {})
         self.response = self.connection.getresponse()
         assert self.response.status == 200
         assert self.response.getheader("Content-Type", "").startswith("text/event-stream")
@@ -66,7 +88,7 @@ class EventStream:
         self.thread.start()
 
     def _read(self) -> None:
-        name, data = "", []
+        name, data = "", list[str]()
         try:
             for raw in iter(self.response.readline, b""):
                 line = raw.decode().rstrip("\r\n")
@@ -100,14 +122,16 @@ class EventStream:
     def until(
         self, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
     ) -> dict[str, Any]:
-        """The first state or update for which ``check(message)`` holds."""
+        """The page's model after the first state or update for which ``check(model)``
+        holds (``last``: that message itself)."""
         deadline = time.monotonic() + timeout
         while True:
             kind, data = self.items.get(timeout=max(0.01, deadline - time.monotonic()))
             if kind in ("state", "update"):
-                message: dict[str, Any] = json.loads(data)
-                if check(message):
-                    return message
+                self.last = json.loads(data)
+                self.model = merge(self.model, self.last, whole=kind == "state")
+                if check(self.model):
+                    return self.model
             elif kind == "eof":
                 raise AssertionError("the stream ended")
 

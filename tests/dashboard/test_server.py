@@ -88,8 +88,15 @@ def test_state_and_stream_follow_what_devices_publish(broker: Broker, dashboard:
         stream.until(lambda m: bool(m["devices"].get("cam-1", {}).get("events")))
         other = Device(broker.port, "cam-2")  # an update carries only what changed
         other.publish("telemetry", payloads.telemetry(1, time.time()))
-        update = stream.until(lambda m: "cam-2" in m["devices"])
-        assert list(update["devices"]) == ["cam-2"] and update["totals"]["devices"] == 2
+        stream.until(lambda m: "cam-2" in m["devices"])
+        assert list(stream.last["devices"]) == ["cam-2"] and stream.last["totals"]["devices"] == 2
+        cam.publish("telemetry", payloads.telemetry(6, time.time()))  # one more chart point
+        model = stream.until(lambda m: m["devices"]["cam-1"]["telemetry"]["seq"] == 6)
+        delta = stream.last["devices"]["cam-1"]
+        assert len(delta["history_add"]) == 1 and "history" not in delta and "info" not in delta
+        assert model["devices"]["cam-1"] == state(dashboard.url)["devices"]["cam-1"] | {
+            "heard_at": model["devices"]["cam-1"]["heard_at"]
+        }
         other.close()
         assert stream.next("comment", timeout=3) == "keep-alive"
     finally:
@@ -197,7 +204,7 @@ def test_stop_ends_the_streams_promptly(broker: Broker) -> None:
     dashboard.stop()
     assert time.monotonic() - started < 3
     for stream in streams:
-        assert stream.items.get(timeout=3) == ("eof", "")
+        assert stream.next("eof", timeout=3) == ""  # after any update still queued
         stream.close()
 
 
@@ -251,6 +258,6 @@ def test_the_cli_prints_the_url_and_stops_on_sigterm(broker: Broker) -> None:
         stream.next("state")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-        assert stream.items.get(timeout=3) == ("eof", "")
+        assert stream.next("eof", timeout=3) == ""  # after any update still queued
     finally:
         stop_process(process)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge.dashboard.settings import make_settings, parse_address
-from edge.dashboard.state import Fleet
+from edge.dashboard.state import REMOVALS_KEPT, Fleet
 from edge.errors import ConfigError
 from tests.dashboard import payloads
 
@@ -116,15 +116,52 @@ def test_a_retained_copy_after_a_reconnect_is_not_a_duplicate(clock: Clock) -> N
     assert device(fleet)["duplicates"] == 0
 
 
-def test_new_device_ids_stop_at_the_cap(clock: Clock) -> None:
+def test_new_device_ids_stop_at_the_cap_while_every_device_is_online(clock: Clock) -> None:
     fleet = connected_fleet(clock, max_devices=3)
     for i in range(5):
         fleet.handle(f"edge/dev{i}/status", b"online")
     fleet.handle("edge/dev0/telemetry", payloads.telemetry(1, 1.0))  # a known one goes on
     snapshot = fleet.snapshot()
     assert list(snapshot["devices"]) == ["dev0", "dev1", "dev2"]
-    assert snapshot["totals"]["ignored"] == 2
+    assert snapshot["totals"]["refused"] == 2 and snapshot["totals"]["evicted"] == 0
     assert snapshot["devices"]["dev0"]["telemetry"]["seq"] == 1
+
+
+def test_past_the_cap_the_device_offline_longest_makes_room(clock: Clock) -> None:
+    fleet = connected_fleet(clock, max_devices=3)
+    for name in ("a", "b", "c"):
+        clock.advance(1)
+        fleet.handle(f"edge/{name}/status", b"online")
+    clock.advance(1)
+    fleet.handle("edge/c/status", b"offline")  # heard last, but offline
+    fleet.handle("edge/b/status", b"offline")
+    version = fleet.version
+    fleet.handle("edge/d/status", b"online")
+    fleet.handle("edge/e/status", b"online")
+    snapshot = fleet.snapshot()
+    assert list(snapshot["devices"]) == ["a", "d", "e"]  # b and c went, online a stayed
+    assert snapshot["totals"]["evicted"] == 2 and snapshot["totals"]["refused"] == 0
+    delta, _ = fleet.changes(version)
+    assert delta is not None and sorted(delta["removed"]) == ["b", "c"]
+    assert sorted(delta["devices"]) == ["d", "e"]
+    fleet.handle("edge/f/status", b"online")  # full of online devices again
+    assert fleet.snapshot()["totals"]["refused"] == 1
+
+
+def test_long_device_ids_and_large_payloads_are_counted_and_dropped(clock: Clock) -> None:
+    fleet = connected_fleet(clock, max_id_length=128, max_payload_bytes=64 * 1024)
+    assert not fleet.handle("edge/" + "x" * 129 + "/status", b"online")
+    assert fleet.handle("edge/" + "y" * 128 + "/status", b"online")
+    big = json.loads(payloads.telemetry(1, 1.0))
+    big["padding"] = "z" * (64 * 1024)
+    assert not fleet.handle("edge/dev1/telemetry", json.dumps(big).encode())
+    assert fleet.handle("edge/dev1/snapshot", b"\xff\xd8" * 50_000)  # a JPEG: only counted
+    snapshot = fleet.snapshot()
+    assert sorted(snapshot["devices"]) == ["dev1", "y" * 128]
+    assert snapshot["devices"]["dev1"]["telemetry"] is None
+    assert snapshot["devices"]["dev1"]["snapshots"] == {"count": 1, "last_bytes": 100_000}
+    totals = snapshot["totals"]
+    assert totals["long_ids"] == 1 and totals["oversized"] == 1 and totals["invalid"] == 0
 
 
 def test_a_device_that_lost_its_counter_is_a_reset_not_a_duplicate(clock: Clock) -> None:
@@ -350,17 +387,42 @@ def test_history_and_events_are_bounded(clock: Clock) -> None:
     assert [e["seq"] for e in tile["events"]] == [19, 18, 17]
 
 
-def test_snapshot_since_sends_only_the_devices_that_changed(clock: Clock) -> None:
-    fleet = connected_fleet(clock)
+def test_changes_since_a_version_are_deltas(clock: Clock) -> None:
+    fleet = connected_fleet(clock, history=3)
+    fleet.handle("edge/a/info", payloads.info(1, 1.0, "a"))
     fleet.handle("edge/a/telemetry", payloads.telemetry(1, 1.0))
     fleet.handle("edge/b/telemetry", payloads.telemetry(1, 1.0))
     full = fleet.snapshot()
-    sent = {name: d["version"] for name, d in full["devices"].items()}
-    assert fleet.snapshot(since=sent)["devices"] == {}
-    fleet.handle("edge/b/telemetry", payloads.telemetry(2, 2.0))
-    update = fleet.snapshot(since=sent)
-    assert list(update["devices"]) == ["b"] and update["version"] > full["version"]
-    assert update["totals"]["devices"] == 2
+    delta, state = fleet.changes(full["version"])
+    assert delta is not None and delta["devices"] == {} and state is None
+    for seq in (2, 3):
+        fleet.handle("edge/b/telemetry", payloads.telemetry(seq, float(seq)))
+    fleet.handle("edge/a/status", b"offline")
+    delta, state = fleet.changes(full["version"], whole=True)
+    assert delta is not None and state is not None and state["version"] == delta["version"]
+    assert sorted(delta["devices"]) == ["a", "b"] and delta["totals"]["devices"] == 2
+    a, b = delta["devices"]["a"], delta["devices"]["b"]
+    assert a["state"] == "offline" and not {"info", "telemetry", "history_add"} & a.keys()
+    assert [p[0] for p in b["history_add"]] == [2.0, 3.0] and b["telemetry"]["seq"] == 3
+    assert "info" not in b and "history" not in b and b["seq"]["telemetry"]["last"] == 3
+    fleet.handle("edge/c/status", b"online")  # new since: sent whole
+    delta, _ = fleet.changes(state["version"])
+    assert delta is not None and list(delta["devices"]) == ["c"]
+    assert delta["devices"]["c"] == fleet.snapshot()["devices"]["c"]
+
+
+def test_changes_from_before_forgotten_removals_ask_for_a_whole_state(clock: Clock) -> None:
+    fleet = connected_fleet(clock, max_devices=1)
+    start = fleet.version
+    for i in range(REMOVALS_KEPT + 2):
+        fleet.handle(f"edge/dev{i}/status", b"stopped")
+    delta, state = fleet.changes(start)
+    assert (
+        delta is None
+        and state is not None
+        and list(state["devices"]) == [f"dev{REMOVALS_KEPT + 1}"]
+    )
+    assert fleet.changes(fleet.version)[0] is not None
 
 
 def test_wait_returns_when_something_changes(clock: Clock) -> None:

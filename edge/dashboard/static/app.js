@@ -1,7 +1,9 @@
 // The fleet page: one tile per device, kept live by the server's /events stream (SSE).
-// "state" replaces everything (first message of every connection), "update" carries the
-// totals and the devices that changed. Device data comes from the network, so it is only
-// ever written with textContent, never as HTML.
+// "state" replaces everything (the first message of every connection, and again when this
+// page fell behind), "update" carries the totals, the ids removed and, per device that
+// changed, a delta: its small fields, the parts that changed and the chart points added
+// ("history_add"), merged into what the page has. Device data comes from the network, so
+// it is only ever written with textContent, never as HTML.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -361,21 +363,41 @@ function renderFleet() {
   foot.push(`${fmtCount(totals.duplicates)} duplicates ignored`);
   foot.push(`${fmtCount(totals.invalid)} invalid payloads`);
   foot.push(`${fmtCount(totals.ignored)} other topics ignored`);
+  if (totals.long_ids) foot.push(`${fmtCount(totals.long_ids)} with too long a device id dropped`);
+  if (totals.oversized) foot.push(`${fmtCount(totals.oversized)} oversized payloads dropped`);
+  if (totals.evicted) foot.push(`${fmtCount(totals.evicted)} devices evicted (table full)`);
+  if (totals.refused) foot.push(`${fmtCount(totals.refused)} from new devices refused (table full)`);
   const footEl = $("foot");
   setText(footEl, foot.join(" · "));
   footEl.title = totals.last_invalid ? `last invalid: ${totals.last_invalid.topic}: ${totals.last_invalid.reason}` : "";
 }
 
+function removeDevice(id) {
+  const tile = page.tiles.get(id);
+  if (tile) tile.remove();
+  page.tiles.delete(id);
+  page.devices.delete(id);
+}
+
+// a device's delta onto what the page has: the chart gets the new points, the last
+// history_size kept; every other field given replaces the page's
+function merge(known, delta, historySize) {
+  const { history_add: added, ...fields } = delta;
+  const device = { ...(known || {}), ...fields };
+  if (added) device.history = ((known && known.history) || []).concat(added).slice(-historySize);
+  return device;
+}
+
 function apply(message, full) {
   page.clockOffset = message.now - Date.now() / 1000;
-  const { devices, ...fleet } = message;
+  const { devices, removed, ...fleet } = message;
   page.fleet = fleet;
   if (full) {
-    for (const [id, tile] of page.tiles) {
-      if (!(id in devices)) { tile.remove(); page.tiles.delete(id); page.devices.delete(id); }
-    }
+    for (const id of [...page.tiles.keys()]) if (!(id in devices)) removeDevice(id);
   }
-  for (const [id, device] of Object.entries(devices)) {
+  for (const id of removed || []) removeDevice(id);
+  for (const [id, delta] of Object.entries(devices)) {
+    const device = full ? delta : merge(page.devices.get(id), delta, message.history_size);
     page.devices.set(id, device);
     renderDevice(device);
   }
