@@ -248,12 +248,25 @@ def rollback(root: Path) -> Slot:
                 "again to bring them back in line"
             )
         if len(stack) < 2:
-            raise InstallError(
-                f"{root}: nothing to roll back to: {active} is the only bundle installed "
-                f"in its {HISTORY}"
-            )
+            raise InstallError(_nothing_older(root, active))
         target = read_slot(root, stack[-2], current=True)
         switch_current(root, target.name)
         sha = next((e["sha256"] for e in reversed(events) if e.get("slot") == target.name), "")
         write_history(root, [*events, event("rollback", target, active, sha)])
         return target
+
+
+def _nothing_older(root: Path, active: str) -> str:
+    """Why a rollback from ``active`` has nowhere to go, naming the slots still there."""
+    others = sorted(
+        p.name
+        for p in (root / BUNDLES).iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name != active
+    )
+    if not others:
+        return f"{root}: nothing to roll back to: {active} is the only bundle installed"
+    return (
+        f"{root}: nothing older to roll back to: {active} is the oldest install in its "
+        f"{HISTORY}; also installed: {', '.join(others)}; to run one of them again, "
+        "`edge install` its bundle again"
+    )

@@ -103,12 +103,33 @@ def test_rollback_goes_back_one_install_at_a_time(kit: Kit, root: Path, tmp_path
     ]
     assert rollback(root).name == slots[1] and current(root) == f"bundles/{slots[1]}"
     assert rollback(root).name == slots[0] and current(root) == f"bundles/{slots[0]}"
-    with pytest.raises(InstallError, match=r"nothing to roll back to: digits-1-\w+ is the only"):
+    with pytest.raises(InstallError, match=r"nothing older .*: digits-1-\w+ is the oldest"):
         rollback(root)
     assert [s.name for s in list_installed(root)] == slots, "slots are kept, oldest first"
     assert [s.current for s in list_installed(root)] == [True, False, False]
     with pytest.raises(InstallError, match=r"nothing is installed here"):
         rollback(tmp_path / "empty")
+
+
+def test_a_second_rollback_with_two_installed_says_what_is_true(
+    kit: Kit, root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = (
+        install_bundle(b, root=root, trusted_keys=kit.keys_dir).slot.name
+        for b in [kit.bundle, *versions(kit, tmp_path, 2)]
+    )
+    assert edge("rollback", "--root", root) == 0
+    assert capsys.readouterr().out.startswith("rolled back to digits 1 (")
+    before = snapshot(root)
+    assert edge("rollback", "--root", root) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert f"nothing older to roll back to: {first} is the oldest install" in line
+    assert f"also installed: {second}; " in line and "`edge install` its bundle again" in line
+    assert "only bundle" not in line
+    assert snapshot(root) == before, "current and history.json untouched"
+    shutil.rmtree(root / "bundles" / second)  # now it is the only one
+    with pytest.raises(InstallError, match=f"{first} is the only bundle installed"):
+        rollback(root)
 
 
 @pytest.mark.parametrize("member", ["model.tflite", "manifest.json", "manifest.sig"])
