@@ -95,6 +95,7 @@ bench: $(STAMP) thirdparty
 	$(PY) -m tests.benchmarks.spool --out $(BUILD)/bench --repeat 3
 	$(PY) -m tests.benchmarks.memory --out $(BUILD)/bench
 	$(PY) -m tests.benchmarks.streams --out $(BUILD)/bench
+	$(PY) -m tests.benchmarks.soak --out $(BUILD)/bench --minutes 10
 
 # make package MODEL=... DEVICE=...   (MODEL: .keras, SavedModel, .tflite as it is, .onnx, .pt2) [QUANT=auto] [CALIB=...] [EVAL=...] [MAX_DROP=1] [VERSION=1] [KEY=...]
 #              [RECIPE=examples/digits-recipe.yaml]   (distill -> prune -> quantize -> gate)
