@@ -2,11 +2,13 @@
 
 The order, and what a failure at each step leaves (always: no temporary folders):
 
-1. verify (edge.install.verify): refused -> nothing written, not even the root;
+1. verify (edge.install.verify), streamed: the signature, manifest, device and runtime
+   are checked before anything else is inflated (refused -> nothing written, not even the
+   root); then each member is held to the manifest as it streams into
+   ``bundles/.incoming-*`` (refused -> that folder, and any folder made for it, removed);
 2. version: not newer than the installed bundle of the same name -> refused unless force;
-3. extract into ``bundles/.incoming-*`` and rename it to ``bundles/NAME-VERSION-SHA12``
-   (same filesystem, so atomic); an existing slot of the same sha is checked and reused,
-   never rewritten;
+3. rename ``bundles/.incoming-*`` to ``bundles/NAME-VERSION-SHA12`` (same filesystem, so
+   atomic); an existing slot of the same sha is checked and reused, never rewritten;
 4. switch ``current`` (symlink to a temporary name, then os.replace) and append the
    install to history.json (written atomically);
 5. self-test; on failure ``current`` goes back to the previous slot (or is removed when
@@ -16,6 +18,7 @@ The order, and what a failure at each step leaves (always: no temporary folders)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -96,41 +99,65 @@ def _check_newer(verified: VerifiedBundle, previous: Slot | None, force: bool) -
         )
 
 
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest()
+
+
 def _intact(folder: Path, verified: VerifiedBundle) -> bool:
-    for name, data in verified.members.items():
+    for name, digest in verified.digests.items():
         try:
-            if (folder / name).read_bytes() != data:
+            if _sha256_file(folder / name) != digest:
                 return False
         except OSError:
             return False
     return True
 
 
+class _Staging:
+    """``bundles/.incoming-*``, made when verify_bundle has accepted the bundle's head
+    (``__call__``); ``discard`` removes it unless it became the slot, and the folders
+    made for it (the root, bundles/) when they are still empty."""
+
+    def __init__(self, bundles: Path) -> None:
+        self.bundles = bundles
+        self.folder: Path | None = None
+        self._made: list[Path] = []
+
+    def __call__(self) -> Path:
+        missing = [p for p in (self.bundles, *self.bundles.parents) if not p.exists()]
+        self.bundles.mkdir(parents=True, exist_ok=True)
+        self._made = missing
+        self.folder = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.bundles))
+        return self.folder
+
+    def discard(self, *, made_too: bool) -> None:
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+        for folder in self._made if made_too else ():
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else is there now
+                break
+
+
 def _place_slot(root: Path, verified: VerifiedBundle) -> tuple[Path, bool]:
-    """(slot folder, created): extract into a temporary folder and rename it into place."""
-    bundles = root / BUNDLES
-    target = bundles / verified.slot
+    """(slot folder, created): the staged members renamed into place, or an existing slot
+    of the same content reused."""
+    target = root / BUNDLES / verified.slot
+    staged = verified.folder
+    if staged is None:
+        raise InstallError(f"{verified.path}: verified without a folder to install from")
     if target.exists():
         if not _intact(target, verified):
             raise InstallError(
                 f"{target}: a slot of this name exists but its files differ from the bundle; "
                 "it is never changed in place: remove it (if it is not current) and install again"
             )
+        shutil.rmtree(staged)
         return target, False
-    tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=bundles))
-    try:
-        for name, data in sorted(verified.members.items()):
-            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp / name, 0o644)
-        os.chmod(tmp, 0o755)  # noqa: S103 - the daemon's user reads the slot
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    os.chmod(staged, 0o755)  # noqa: S103 - the daemon's user reads the slot
+    os.rename(staged, target)
     return target, True
 
 
@@ -153,10 +180,28 @@ def install_bundle(
     """
     state = root if root is not None else state_dir()
     keys = trusted_keys if trusted_keys is not None else default_keys_dir(root)
-    verified = verify_bundle(
-        path, trusted_keys=keys, allow_unsigned=allow_unsigned, host=host, check_device=check_device
-    )
-    (state / BUNDLES).mkdir(parents=True, exist_ok=True)
+    staging = _Staging(state / BUNDLES)
+    try:
+        verified = verify_bundle(
+            path,
+            trusted_keys=keys,
+            allow_unsigned=allow_unsigned,
+            host=host,
+            check_device=check_device,
+            into=staging,
+        )
+    except BaseException:
+        staging.discard(made_too=True)
+        raise
+    try:
+        return _install_verified(state, verified, force=force, selftest=selftest)
+    finally:
+        staging.discard(made_too=False)
+
+
+def _install_verified(
+    state: Path, verified: VerifiedBundle, *, force: bool, selftest: bool
+) -> InstallResult:
     with locked(state):
         before, previous = current_name(state), None
         try:

@@ -13,6 +13,12 @@ The device rule (:func:`match_device`):
 4. ``check_device=False`` (``--any-device``) skips 1-3: a TFLite model is portable, and
    the self-test still proves the bundle's outputs on this machine.
 
+The order (:func:`verify_bundle`), streamed with flat memory (edge.bundle.reader): the
+archive's headers, manifest.sig against the trusted keys, the manifest, the device rule
+and the runtime rule all before anything past the head is inflated; then every member,
+held to the signed manifest (listed, model.size from its header, sha256 as it streams)
+and written to the install's temporary folder, or only hashed for ``edge verify``.
+
 The runtime rule (:func:`check_runtime`), never skipped: ``runtime.backend`` must import
 at ``runtime.min_version`` or later. ai-edge-litert stands in for tflite-runtime (it is
 its successor and runs every op tflite-runtime 2.x does), so a bundle made for a
@@ -21,23 +27,28 @@ tflite-runtime device also installs where only ai-edge-litert is present.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.bundle import open_bundle
-from edge.bundle.errors import IncompatibleBundleError
-from edge.bundle.manifest import MANIFEST, Manifest
-from edge.bundle.signing import DEFAULT_TRUSTED_KEYS
+from edge.bundle.archive import DEFAULT_MAX_TOTAL_BYTES, Expected, stream_archive
+from edge.bundle.errors import IncompatibleBundleError, ManifestError, SignatureError
+from edge.bundle.manifest import MANIFEST, SIGNATURE, Manifest, load_manifest
+from edge.bundle.signing import DEFAULT_TRUSTED_KEYS, load_public_keys, verify
 from edge.device.host import HostFacts, read_host_facts
 from edge.errors import BackendError
 from edge.runtime.backend import Backend, load_backend
 
-__all__ = ["VerifiedBundle", "check_runtime", "match_device", "verify_bundle"]
+__all__ = [
+    "VerifiedBundle",
+    "check_runtime",
+    "expected_members",
+    "match_device",
+    "verify_bundle",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +66,17 @@ class VerifiedBundle:
 
     path: Path
     manifest: Manifest
-    members: Mapping[str, bytes]  # every member, manifest.json and manifest.sig included
+    digests: Mapping[str, str]  # sha256 of every member, manifest.json and .sig included
     key_id: str | None  # None: unsigned, accepted because allow_unsigned was given
     backend: str  # the runtime that meets manifest.runtime here
     backend_version: str
     device_note: str  # how the device rule was met (or that it was skipped)
+    folder: Path | None = None  # where the members were written (install); None: hashed only
 
     @property
     def sha256(self) -> str:
         """sha256 of manifest.json: it lists every member's hash, so it names the content."""
-        return hashlib.sha256(self.members[MANIFEST]).hexdigest()
+        return self.digests[MANIFEST]
 
     @property
     def slot(self) -> str:
@@ -128,6 +140,52 @@ def check_runtime(manifest: Manifest, *, origin: str) -> Backend:
     )
 
 
+def expected_members(manifest: Manifest) -> dict[str, Expected]:
+    """What every member but manifest.json/.sig must be: its sha256 from ``files``, and for
+    the model its size from ``model.size`` (the only size the manifest gives)."""
+    plan = {name: Expected(digest) for name, digest in manifest.files.items()}
+    plan[manifest.model.file] = Expected(manifest.model.sha256, manifest.model.size)
+    return plan
+
+
+@dataclass
+class _Head:
+    """What verify_bundle's check of the head found (filled by ``open``)."""
+
+    origin: str
+    keys: Path
+    allow_unsigned: bool
+    host: HostFacts | None
+    check_device: bool
+    manifest: Manifest | None = None
+    key_id: str | None = None
+    note: str = ""
+    backend: Backend | None = None
+
+    def open(self, head: Mapping[str, bytes]) -> dict[str, Expected]:
+        origin = self.origin
+        manifest_bytes = head.get(MANIFEST)
+        if manifest_bytes is None:
+            raise ManifestError(f"{origin}: no {MANIFEST}; this is not a bundle")
+        if SIGNATURE in head:
+            keys = load_public_keys(self.keys)
+            self.key_id = verify(manifest_bytes, head[SIGNATURE], keys, keys_origin=self.keys)
+        elif not self.allow_unsigned:
+            raise SignatureError(
+                f"{origin}: no {SIGNATURE}: the bundle is unsigned; rebuild it with "
+                "'packager build --key KEY' or sign it with 'packager sign', or allow unsigned "
+                "bundles explicitly for testing"
+            )
+        manifest = load_manifest(manifest_bytes, origin=f"{origin}:{MANIFEST}")
+        if self.check_device:
+            self.note = match_device(manifest, self.host or read_host_facts(), origin=origin)
+        else:
+            self.note = f"device checks skipped (a {manifest.device} bundle, any device allowed)"
+        self.backend = check_runtime(manifest, origin=origin)
+        self.manifest = manifest
+        return expected_members(manifest)
+
+
 def verify_bundle(
     path: str | os.PathLike[str],
     *,
@@ -135,24 +193,34 @@ def verify_bundle(
     allow_unsigned: bool = False,
     host: HostFacts | None = None,
     check_device: bool = True,
+    into: Callable[[], Path] | None = None,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
 ) -> VerifiedBundle:
-    """Everything the device checks before installing, in order: the archive's layout,
+    """Everything the device checks before installing, in order: the archive's headers,
     manifest.sig against the ``*.pub`` keys in ``trusted_keys`` (default /etc/edge/keys),
-    every member's sha256, the device rule against ``host`` (default: this machine) unless
-    ``check_device`` is False, and the runtime requirement. Nothing is written.
+    the manifest, the device rule against ``host`` (default: this machine) unless
+    ``check_device`` is False, the runtime requirement, then every member against the
+    manifest as it streams (at most ``max_total_bytes`` in all). The members are written
+    to the folder ``into()`` makes once the head is accepted (the caller removes it if
+    this raises); without ``into`` nothing is written.
 
     BundleError subclasses name what failed; unsigned bundles are refused unless
     ``allow_unsigned``.
     """
     keys = trusted_keys if trusted_keys is not None else DEFAULT_TRUSTED_KEYS
-    bundle = open_bundle(path, keys_dir=keys, allow_unsigned=allow_unsigned)
     origin = os.fspath(path)
-    manifest = bundle.manifest
-    if check_device:
-        note = match_device(manifest, host or read_host_facts(), origin=origin)
-    else:
-        note = f"device checks skipped (a {manifest.device} bundle, any device allowed)"
-    backend = check_runtime(manifest, origin=origin)
+    head = _Head(origin, keys, allow_unsigned, host, check_device)
+    streamed = stream_archive(path, head.open, into=into, max_total_bytes=max_total_bytes)
+    if head.manifest is None or head.backend is None:  # stream_archive always opens the head
+        raise ManifestError(f"{origin}: no {MANIFEST}; this is not a bundle")
+    backend = head.backend
     return VerifiedBundle(
-        bundle.path, manifest, bundle.members, bundle.key_id, backend.name, backend.version, note
+        Path(origin),
+        head.manifest,
+        streamed.digests,
+        head.key_id,
+        backend.name,
+        backend.version,
+        head.note,
+        streamed.folder,
     )

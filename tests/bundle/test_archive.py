@@ -136,13 +136,41 @@ def test_members_over_the_total_are_refused(tmp_path: Path) -> None:
     assert e.value.rule == "total size"
 
 
-def test_a_decompression_bomb_stops_at_the_limit(tmp_path: Path) -> None:
-    info = tarfile.TarInfo("a")
-    info.pax_headers = {"comment": "x" * 4_000_000}  # 4 MB of header before any member
-    path = _craft(tmp_path / "bomb.tar.gz", [(info, b"")], fmt=tarfile.PAX_FORMAT)
+@pytest.mark.parametrize(
+    "info",
+    [
+        tarfile.TarInfo("a"),  # with 4 MB of pax header
+        tarfile.TarInfo("n" * 150),  # a GNU long name
+    ],
+    ids=["pax-header", "gnu-long-name"],
+)
+def test_extension_headers_are_refused_before_their_data(
+    tmp_path: Path, info: tarfile.TarInfo
+) -> None:
+    info.pax_headers = {"comment": "x" * 4_000_000} if info.name == "a" else {}
+    fmt = tarfile.PAX_FORMAT if info.name == "a" else tarfile.GNU_FORMAT
+    path = _craft(tmp_path / "bomb.tar.gz", [(info, b"")], fmt=fmt)
     assert path.stat().st_size < 100_000
-    with pytest.raises(ArchiveLimitError, match=r"decompresses to more than the size limit"):
+    with pytest.raises(UnsafeMemberError, match=r"extended header \(pax or GNU\)") as caught:
         read_archive(path, max_total_bytes=1_000_000)
+    assert caught.value.rule.startswith("extended header")
+
+
+def test_a_bomb_after_the_end_of_the_tar_stops_at_the_padding(tmp_path: Path) -> None:
+    tar = gzip.decompress(pack_archive(MEMBERS))
+    path = tmp_path / "tail.tar.gz"
+    path.write_bytes(gzip.compress(tar + bytes(64 * 2**20), compresslevel=1))
+    with pytest.raises(ArchiveLimitError, match=r"decompresses to more than the size limit"):
+        read_archive(path)
+
+
+def test_manifest_and_signature_are_written_first() -> None:
+    members = {**MEMBERS, "manifest.sig": b"s", "manifest.json": b"{}", "a.txt": b"a"}
+    with tarfile.open(fileobj=io.BytesIO(pack_archive(members)), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert names == ["manifest.json", "manifest.sig", "a.txt", "edge.yaml", "labels.txt",
+                     "model.tflite"]  # fmt: skip
+    assert pack_archive(dict(reversed(members.items()))) == pack_archive(members)
 
 
 @pytest.mark.parametrize(

@@ -47,7 +47,7 @@ def test_a_signed_bundle_for_this_machine_verifies(kit: Kit) -> None:
     assert verified.manifest.device == "linux-x86_64" and verified.backend == "ai-edge-litert"
     assert "linux-x86_64 runs on any x86_64 device" in verified.device_note
     assert verified.slot == f"digits-1-{verified.sha256[:12]}"
-    assert set(verified.members) >= {"manifest.json", "manifest.sig", "model.tflite"}
+    assert set(verified.digests) >= {"manifest.json", "manifest.sig", "model.tflite"}
 
 
 @pytest.mark.parametrize(
