@@ -76,12 +76,21 @@ class Routes:
     def health(self) -> Health:
         return self.health_check.evaluate(self.daemon)
 
-    def reply(self, path: str, accept: str = "") -> Reply:
-        """The reply to a GET of ``path`` (query string ignored); 404 for unknown paths."""
-        route = self._table.get(path.split("?", 1)[0].split("#", 1)[0])
+    def reply(self, path: str, accept: str = "", *, trusted: bool = True) -> Reply:
+        """The reply to a GET of ``path`` (query string ignored); 404 for unknown paths.
+        ``trusted``: the client showed the token, or the endpoint is on loopback; camera
+        images (/snapshot.jpg) go to no one else."""
+        where = path.split("?", 1)[0].split("#", 1)[0]
+        route = self._table.get(where)
         if route is None:
             known = ", ".join(p for p, _ in ENDPOINTS)
             return text(404, f"not found: {path}; this device serves {known}")
+        if where == "/snapshot.jpg" and not trusted:
+            return text(
+                403,
+                "/snapshot.jpg is served on loopback or with the token only: set "
+                "http.token_file, or listen on 127.0.0.1",
+            )
         return route(accept)
 
     # -- the endpoints ------------------------------------------------------------------

@@ -6,12 +6,17 @@ free one, exposed as ``.port`` and logged), serves GET and HEAD through
 (the port in use, an address this machine does not have, a port below 1024 without
 root) is an :class:`HttpListenError` naming ``http.listen``; nothing is left open then.
 ``stop()`` ends the serving thread and closes the socket; it is idempotent.
+
+Every request passes :class:`edge.http.access.Access` first: a Host header that is not
+this device's (DNS rebinding) gets 421; with ``http.token_file`` every request needs the
+bearer token (401 otherwise). Listening beyond loopback without a token is refused at
+start. The Server header names no Python version; the listen backlog is
+``LISTEN_BACKLOG``.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
 import socket
 import socketserver
@@ -21,12 +26,14 @@ from typing import cast
 
 from edge.daemon.health import HealthCheck
 from edge.errors import ConfigError
+from edge.http.access import Access, is_loopback, read_token, redact
 from edge.http.routes import EndpointView, Reply, Routes, text
 
 log = logging.getLogger(__name__)
 POLL_S = 0.2  # how soon stop() is noticed by the serving loop
 REQUEST_TIMEOUT_S = 10.0  # a client that sends nothing is dropped after this
 STOP_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 128  # connections the kernel holds while every handler thread is busy
 
 
 class HttpListenError(ConfigError):
@@ -42,15 +49,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
             "port 0 picks a free one)"
         )
     return host, int(port)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _bind_problem(listen: str, exc: OSError) -> str:
@@ -74,9 +72,11 @@ def _bind_problem(listen: str, exc: OSError) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a slow client never holds up the daemon's exit
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], routes: Routes) -> None:
+    def __init__(self, address: tuple[str, int], routes: Routes, access: Access) -> None:
         self.routes = routes
+        self.access = access
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -88,6 +88,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "edge-http"
+    sys_version = ""  # no Python version in the Server header
     timeout = REQUEST_TIMEOUT_S
 
     def do_GET(self) -> None:
@@ -97,13 +98,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _answer(self, *, body: bool) -> None:
-        routes = cast(_Server, self.server).routes
+        server = cast(_Server, self.server)
+        headers = self.headers
+        denied = server.access.check(
+            self.path, headers.get("Host"), headers.get("Authorization"), headers.get("Cookie")
+        )
+        if denied is not None:
+            if denied.status == 401:
+                log.info("http: %s: %s refused, no valid token", self.address_string(), self._where)
+            self._send(text(denied.status, denied.message, *denied.headers), body=body)
+            return
+        # /snapshot.jpg (camera images) only to a client that showed the token, or on loopback
+        trusted = server.access.token is not None or server.access.loopback_only
         try:
-            reply = routes.reply(self.path, self.headers.get("Accept", ""))
+            reply = server.routes.reply(self.path, headers.get("Accept", ""), trusted=trusted)
         except Exception as exc:  # one bad request must not take the endpoint down
-            log.exception("http: %s failed", self.path)
-            reply = text(500, f"internal error answering {self.path}: {type(exc).__name__}: {exc}")
+            log.exception("http: %s failed", self._where)
+            reply = text(
+                500, f"internal error answering {self._where}: {type(exc).__name__}: {exc}"
+            )
         self._send(reply, body=body)
+
+    @property
+    def _where(self) -> str:
+        return redact(self.path)
 
     def _send(self, reply: Reply, *, body: bool) -> None:
         try:
@@ -122,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server_version  # not the Python version: nobody needs it to scrape
 
     def log_message(self, format: str, *args: object) -> None:
-        log.debug("http: %s %s", self.address_string(), format % args)
+        log.debug("http: %s %s", self.address_string(), redact(format % args))
 
 
 class HttpEndpoint:
@@ -136,6 +154,7 @@ class HttpEndpoint:
         self.listen = listen or daemon.config.http.listen
         self.host, self.port = parse_listen(self.listen)  # .port: the real one once started
         self.routes = Routes(daemon, health)  # the daemon's own check: telemetry says the same
+        self.access: Access | None = None  # made at start(), when the token file is read
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -150,8 +169,9 @@ class HttpEndpoint:
     def start(self) -> HttpEndpoint:
         if self._server is not None:
             return self
+        self.access = access = self._access()
         try:
-            server = _Server((self.host, self.port), self.routes)
+            server = _Server((self.host, self.port), self.routes, access)
         except OSError as exc:
             raise HttpListenError(_bind_problem(self.listen, exc)) from exc
         self._server = server
@@ -161,15 +181,27 @@ class HttpEndpoint:
         )
         self._thread.daemon = True
         self._thread.start()
-        log.info("http: serving /healthz, /metrics and /snapshot.jpg on %s", self.url)
-        if not is_loopback(self.host) and self.daemon.config.http.snapshot:
-            log.warning(
-                "http: listening on %s:%d, beyond this machine: /snapshot.jpg shows camera "
-                "images to anyone who can reach it (http.snapshot: false turns it off)",
-                self.host,
-                self.port,
-            )
+        log.info(
+            "http: serving /healthz, /metrics and /snapshot.jpg on %s (%s)",
+            self.url,
+            "token required" if access.token else "no token: this machine only",
+        )
         return self
+
+    def _access(self) -> Access:
+        """The Host allow-list and the token (read now); a ConfigError, naming
+        http.token_file, when listening beyond loopback without one."""
+        settings = self.daemon.config.http
+        token = None
+        if settings.token_file is not None:
+            token = read_token(settings.token_file, "http.token_file")
+        elif not is_loopback(self.host):
+            raise HttpListenError(
+                f"http.listen {self.listen} is reachable beyond this machine and "
+                "http.token_file is not set: set it to a file holding a random token "
+                "(e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+            )
+        return Access(self.host, token=token, allowed_hosts=tuple(settings.allowed_hosts))
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         server, thread = self._server, self._thread

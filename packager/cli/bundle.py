@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle.manifest import TASKS
-from packager.cli.common import make_console, read_preprocess
+from packager.cli.common import (
+    describe_gate,
+    gate_budget,
+    make_console,
+    max_drop_arg,
+    publish_bundle,
+    read_preprocess,
+    staging_dir,
+)
 from packager.cli.compress import add_recipe_option, build_from_recipe
 
 __all__ = [
@@ -78,7 +86,13 @@ def add_bundle_options(
     p.add_argument("--quant", choices=QUANT_CHOICES, help="default: the profile's default_quant")
     p.add_argument("--calib", type=Path, help="calibration data: .npz (x) or image folder")
     p.add_argument("--eval", dest="eval_data", type=Path, help="evaluation data: .npz (x, y)")
-    p.add_argument("--max-drop", type=float, metavar="POINTS", help="accuracy budget in points")
+    p.add_argument(
+        "--max-drop",
+        type=max_drop_arg,
+        metavar="POINTS|none",
+        help="accuracy budget in points (default with --eval: the profile's max_drop); "
+        "'none' turns the gate off",
+    )
     p.add_argument("--labels", type=Path, help="class names, one per line (default: 0..N-1)")
     p.add_argument("--name", help="bundle name (default: the model file's stem)")
     if version_required:
@@ -100,6 +114,11 @@ def add_bundle_options(
     )
     p.add_argument(*out_dir_flags, dest="out_dir", type=Path, default=Path("dist"),
                    help="where the bundle goes (default: dist/)")  # fmt: skip
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a bundle of the same name, version and device that has other bytes",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -120,29 +139,47 @@ def build_from_args(
     args: argparse.Namespace, profile: Any, console: Any, *, model: Path | None = None
 ) -> Any:
     """build_bundle with the options of :func:`add_bundle_options` (a BuiltBundle);
-    ``model`` replaces ``args.model``."""
+    ``model`` replaces ``args.model``. The gate holds the profile's max_drop unless
+    --max-drop says otherwise; the bundle is built aside and then moved into --out-dir,
+    where one with other bytes is replaced only with --force."""
     from packager.bundle.writer import build_bundle
 
-    return build_bundle(
-        model=model if model is not None else args.model,
-        profile=profile,
-        out_dir=args.out_dir,
-        quant=args.quant,
-        calib=args.calib,
-        eval_data=args.eval_data,
-        max_drop=args.max_drop,
-        labels=args.labels,
-        name=args.name,
-        version=args.version,
-        key=args.key,
-        unsigned=args.unsigned,
-        task=args.task,
-        preprocess=read_preprocess(args.preprocess),
-        allow_uncompiled=args.allow_uncompiled,
-        reference=getattr(args, "reference", None),
-        fallback=getattr(args, "fallback", None),
-        console=console,
+    model = model if model is not None else args.model
+    reference = getattr(args, "reference", None)
+    as_is_tflite = str(model).lower().endswith(".tflite")
+    # a .tflite as it is has a drop to gate only against --reference
+    evaluated = args.eval_data is not None and (reference is not None or not as_is_tflite)
+    budget = gate_budget(
+        args.max_drop,
+        default=profile.max_drop,
+        evaluated=evaluated,
+        auto=args.quant == "auto" and not as_is_tflite,
     )
+    if evaluated and budget is not None:
+        origin = "--max-drop" if args.max_drop is not None else f"profile {profile.id}'s max_drop"
+        console.print(describe_gate(budget, origin))
+    with staging_dir(args.out_dir) as staging:
+        built = build_bundle(
+            model=model,
+            profile=profile,
+            out_dir=staging,
+            quant=args.quant,
+            calib=args.calib,
+            eval_data=args.eval_data,
+            max_drop=budget,
+            labels=args.labels,
+            name=args.name,
+            version=args.version,
+            key=args.key,
+            unsigned=args.unsigned,
+            task=args.task,
+            preprocess=read_preprocess(args.preprocess),
+            allow_uncompiled=args.allow_uncompiled,
+            reference=reference,
+            fallback=getattr(args, "fallback", None),
+            console=console,
+        )
+        return publish_bundle(built, args.out_dir, force=args.force, console=console)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

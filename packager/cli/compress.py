@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
-from packager.cli.common import make_console
+from packager.cli.common import make_console, publish_bundle, staging_dir
 
 __all__ = ["add_distill", "add_prune", "add_recipe_option", "build_from_recipe"]
 
@@ -230,22 +230,24 @@ def build_from_recipe(
             f"--recipe {args.recipe} sets quantization, calibration and the gate; drop "
             f"{', '.join(clashing)} or put them in the recipe"
         )
-    result = run_recipe(
-        args.recipe,
-        model=args.model,
-        out_dir=args.out_dir,
-        console=console,
-        profile=profile,
-        key=args.key,
-        unsigned=args.unsigned,
-        name=args.name,
-        version=args.version,
-        labels=args.labels,
-        task=args.task,
-        preprocess=preprocess,
-        allow_uncompiled=args.allow_uncompiled,
-    )
-    return result.bundle
+    with staging_dir(args.out_dir) as staging:
+        result = run_recipe(
+            args.recipe,
+            model=args.model,
+            out_dir=args.out_dir,
+            console=console,
+            profile=profile,
+            key=args.key,
+            unsigned=args.unsigned,
+            name=args.name,
+            version=args.version,
+            labels=args.labels,
+            task=args.task,
+            preprocess=preprocess,
+            allow_uncompiled=args.allow_uncompiled,
+            bundle_dir=staging,
+        )
+        return publish_bundle(result.bundle, args.out_dir, force=args.force, console=console)
 
 
 def register(sub: Any) -> None:

@@ -8,7 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packager.cli.common import make_console, read_preprocess
+from packager.cli.common import (
+    describe_gate,
+    gate_budget,
+    make_console,
+    max_drop_arg,
+    read_preprocess,
+)
 
 
 def _add_inspect(sub: Any) -> None:
@@ -42,6 +48,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _add_convert(sub: Any) -> None:
+    from edge.device.profiles import DEFAULT_MAX_DROP
     from packager.convert.targets import IO_TYPES, QUANT_MODES, TARGETS
 
     p = sub.add_parser(
@@ -67,9 +74,10 @@ def _add_convert(sub: Any) -> None:
     )
     p.add_argument(
         "--max-drop",
-        type=float,
-        metavar="POINTS",
-        help="fail when accuracy drops by more than this (auto: 1.0)",
+        type=max_drop_arg,
+        metavar="POINTS|none",
+        help=f"fail when accuracy drops by more than this (default {DEFAULT_MAX_DROP:g} with "
+        "--eval or --quant auto); 'none' turns the gate off",
     )
     p.add_argument("--signature", help="SavedModel signature (default serving_default)")
     p.add_argument(
@@ -97,10 +105,21 @@ def _add_convert(sub: Any) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    from edge.device.profiles import DEFAULT_MAX_DROP
     from edge.runtime.preprocess import PreprocessSpec
     from packager.bundle.pipeline import ConvertJob, describe_outcome, run_convert
 
     console = make_console(stderr=args.json)
+    budget = gate_budget(
+        args.max_drop,
+        default=DEFAULT_MAX_DROP,
+        evaluated=args.eval_data is not None,
+        auto=args.quant == "auto",
+    )
+    if args.eval_data is not None and budget is not None:
+        console.print(
+            describe_gate(budget, "--max-drop" if args.max_drop is not None else "default")
+        )
     job = ConvertJob(
         model=args.model,
         output=args.output,
@@ -109,7 +128,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         io=args.io,
         calib=args.calib,
         eval_data=args.eval_data,
-        max_drop=args.max_drop,
+        max_drop=budget,
         signature=args.signature,
         keep_float=tuple(args.keep_float),
         allow_uncompiled=args.allow_uncompiled,

@@ -21,7 +21,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -78,7 +78,8 @@ class QuantizeStep(_Section):
 
 
 class GateStep(_Section):
-    max_drop: float = Field(ge=0)
+    # None: the device profile's max_drop; "none": no gate (said as a WARNING)
+    max_drop: Annotated[float, Field(ge=0, allow_inf_nan=False)] | Literal["none"] | None = None
     eval: Path
 
 
@@ -94,6 +95,8 @@ class Recipe(_Section):
             raise ValueError(f"quantize.calib: {self.quantize.mode} needs calibration data")
         if self.quantize.mode == "auto" and self.gate is None:
             raise ValueError("gate: quantize mode auto compares candidates on gate.eval")
+        if self.quantize.mode == "auto" and self.gate and self.gate.max_drop == "none":
+            raise ValueError("gate.max_drop: quantize mode auto chooses by the budget; give points")
         return self
 
 
@@ -160,6 +163,24 @@ def _accuracy(model: Any, data: Dataset) -> float:
     return float(np.mean(out.argmax(axis=1) == data.y))
 
 
+def _budget(gate: GateStep, profile: DeviceProfile, recipe: Any, console: Console) -> float | None:
+    """The whole chain's budget: gate.max_drop, else the profile's; None for "none"."""
+    if gate.max_drop == "none":
+        log.warning(
+            "%s: gate.max_drop none: the accuracy gate is OFF; a model that lost any amount "
+            "of accuracy is bundled anyway",
+            recipe,
+        )
+        return None
+    if gate.max_drop is None:
+        console.print(
+            f"accuracy gate: at most {profile.max_drop:g} point(s) lost (profile {profile.id}'s "
+            "max_drop; set gate.max_drop in the recipe to change it, none to turn it off)"
+        )
+        return profile.max_drop
+    return gate.max_drop
+
+
 def run_recipe(
     recipe_path: str | os.PathLike[str],
     *,
@@ -175,8 +196,11 @@ def run_recipe(
     task: str = "classification",
     preprocess: PreprocessSpec | None = None,
     allow_uncompiled: bool = False,
+    bundle_dir: Path | None = None,
 ) -> RecipeResult:
-    """Run the recipe on ``model`` and build the bundle for ``profile``."""
+    """Run the recipe on ``model`` and build the bundle for ``profile`` into
+    ``bundle_dir`` (default ``out_dir``); the gate's budget is gate.max_drop, else the
+    profile's max_drop."""
     recipe = load_recipe(recipe_path)
     source = load_source(model)
     if source.kind != "keras":
@@ -220,26 +244,27 @@ def run_recipe(
     drop = None
     budget = None
     if gate is not None:
+        whole = _budget(gate, profile, recipe_path, console)
         eval_data = _data(gate.eval, original, "the recipe's gate", labels=False)
         variants = tuple(measure(original, [(n, m, None) for n, m in stages], eval_data))
         if eval_data.y is not None:
             drop = (_accuracy(original, eval_data) - _accuracy(current, eval_data)) * 100
-            budget = gate.max_drop - drop
-            if budget < 0:
+            budget = None if whole is None else whole - drop
+            if whole is not None and drop > whole:
                 raise GateError(
                     f"{recipe_path}: distillation and pruning lose {drop:.2f} points of "
-                    f"accuracy, over the gate's budget of {gate.max_drop:g}; distill for "
+                    f"accuracy, over the gate's budget of {whole:g}; distill for "
                     "more epochs, prune less or raise gate.max_drop",
                     drop=drop,
-                    budget=gate.max_drop,
+                    budget=whole,
                 )
         else:
-            budget = gate.max_drop
+            budget = whole
         console.print(variants_table(variants))
     bundle = build_bundle(
         model=compressed,
         profile=profile,
-        out_dir=out_dir,
+        out_dir=bundle_dir or out_dir,
         quant=recipe.quantize.mode,
         calib=recipe.quantize.calib,
         eval_data=gate.eval if gate is not None else None,
