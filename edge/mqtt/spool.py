@@ -107,7 +107,8 @@ def private_folder(folder: Path) -> None:
         folder.chmod(0o700)  # mkdir's mode goes through the umask
         return
     info = folder.stat()
-    mine = info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX
+    mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+    mine = mine and not info.st_mode & stat.S_ISVTX
     if mine and stat.S_IMODE(info.st_mode) & 0o077:
         folder.chmod(0o700)
 
