@@ -329,7 +329,24 @@ def _sink_setting(spec: str) -> dict[str, Any]:
     raise ConfigError(f"--sink {spec!r}: expected 'log' or 'jsonl:PATH' (jsonl:- for stdout)")
 
 
-_NAMED_SOURCE = re.compile(r"^[A-Za-z0-9_-]{1,64}=")
+_NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_-]{1,64})=(?P<source>.*)$", re.DOTALL)
+
+
+def _source_setting(text: str) -> Any:
+    """One --source: a shorthand as it is (the config expands it), JSON text as the
+    mapping it holds, NAME=SRC as a named stream."""
+    named = _NAMED_SOURCE.match(text)
+    spec = named["source"] if named else text
+    source: Any = spec
+    if spec.strip().startswith("{"):
+        try:
+            source = json.loads(spec)
+        except ValueError as exc:
+            raise ConfigError(
+                f"--source {spec[:60]!r}: not valid JSON ({exc}); quote it whole, e.g. "
+                """--source '{"type": "video", "path": "front.mp4"}'"""
+            ) from exc
+    return {"name": named["name"], "source": source} if named else source
 
 
 def _run_config(args: argparse.Namespace) -> Any:
@@ -348,10 +365,13 @@ def _run_config(args: argparse.Namespace) -> Any:
     if args.source:
         raw.pop("source", None)
         raw.pop("sources", None)
-        if len(args.source) == 1 and not _NAMED_SOURCE.match(args.source[0]):
-            raw["source"] = args.source[0]
+        given = [_source_setting(text) for text in args.source]
+        if len(given) == 1 and not _NAMED_SOURCE.match(args.source[0]):
+            raw["source"] = given[0]
         else:
-            raw["sources"] = list(args.source)
+            raw["sources"] = [
+                s if isinstance(s, str) or "name" in s else {"source": s} for s in given
+            ]
     if args.sink:
         raw["sinks"] = [_sink_setting(spec) for spec in args.sink]
     runtime = dict(raw.get("runtime") or {})

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from edge.errors import EdgeError
 
@@ -15,11 +15,19 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (and where to read more) instead of the
+    usage block: the same shape and exit code 2 as every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(
     prog: str, version: str, description: str, commands: Sequence[Callable[[Any], None]]
 ) -> argparse.ArgumentParser:
     """A parser with --version, --debug, -v and one sub-command per ``commands`` entry."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"{prog} {version}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")

@@ -7,13 +7,11 @@ paths are checked when the daemon starts.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +22,7 @@ from pydantic import (
 )
 
 from edge.common.validation import describe_errors
+from edge.common.yamltext import MAX_BYTES, load_yaml
 from edge.errors import ConfigError
 from edge.pipeline.config import PipelineConfig
 from edge.postprocess.config import PostprocessConfig
@@ -38,7 +37,13 @@ from edge.tracking.config import TrackingSettings
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Upper bounds of size-like settings: past these a value is a typo, not a wish (a drift
+# window of 1e9 frames would allocate 30 GiB); each is named in the error.
+MAX_THREADS = 256
+DAY_S = 86_400.0
 
 
 def state_dir() -> Path:
@@ -54,7 +59,7 @@ DEFAULT_DELEGATES: tuple[str | dict[str, Any], ...] = ("xnnpack", "builtin")
 
 class RuntimeSettings(_Settings):
     delegates: list[str | dict[str, Any]] = Field(default_factory=lambda: list(DEFAULT_DELEGATES))
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=MAX_THREADS)
     # auto | threads | interpreters | LxT (edge.runtime.pool); None: the profile's, or auto
     parallelism: str | None = Field(
         default=None, pattern=r"^(auto|threads|interpreters|[1-9]\d*x[1-9]\d*)$"
@@ -88,16 +93,16 @@ class MqttSettings(_Settings):
     """``mqtt:`` in edge.yaml; docs/mqtt.md explains every key."""
 
     enabled: bool = False
-    host: str = "localhost"
+    host: str = Field(default="localhost", min_length=1, max_length=253)
     port: int = Field(default=1883, ge=1, le=65535)
     tls: TlsSettings | None = None
     username: str | None = None
     password_file: Path | None = None  # read at connect time, never logged
     client_id: str | None = Field(default=None, min_length=1, max_length=128)  # edge-<device>
     base_topic: str = Field(default="edge", pattern=TOPIC_PART)
-    keepalive_s: int = Field(default=60, ge=5)
-    reconnect_min_s: float = Field(default=1.0, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    keepalive_s: int = Field(default=60, ge=5, le=65_535)  # MQTT's 16-bit field
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=3600.0)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600.0)
     qos: Literal[0, 1] = 1  # telemetry; events, status, info and results are QoS 1
     # changes: tracked objects' new/update/end and changes of the top label (docs/mqtt.md);
     # notable / all: one event per (notable) result, as before tracking
@@ -108,7 +113,7 @@ class MqttSettings(_Settings):
     discovery: bool = True
     discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PART)
     commands: list[CommandName] = Field(default_factory=lambda: list(SAFE_COMMANDS))
-    install_max_mb: float = Field(default=256.0, gt=0)  # a bundle downloaded by 'install'
+    install_max_mb: float = Field(default=256.0, gt=0, le=16_384.0)  # a bundle 'install' gets
     install_allow_http: bool = False  # 'install' by URL: https only unless set
 
     @model_validator(mode="after")
@@ -123,7 +128,7 @@ class MqttSettings(_Settings):
 
 class SpoolSettings(_Settings):
     path: Path | None = None  # default: <state dir>/spool.sqlite
-    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024, le=64 * 1024**3)
     when_full: Literal["drop_oldest", "reject_newest"] = "drop_oldest"
     # group commit of events (docs/mqtt.md): at most this many, or this long, uncommitted
     batch_events: int = Field(default=256, ge=1, le=100_000)
@@ -139,42 +144,25 @@ class HttpSettings(_Settings):
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:]+:\d{1,5}$")
     snapshot: bool = True  # /snapshot.jpg: the last frame leaves the device when asked
     jpeg_quality: int = Field(default=85, ge=10, le=100)
-    token_file: Path | None = None  # bearer token: read at start, never logged; off loopback
-    allowed_hosts: list[str] = Field(default_factory=list)  # Host names besides loopback ("*")
-
-    @model_validator(mode="after")
-    def _token_off_loopback(self) -> HttpSettings:
-        host = self.listen.rpartition(":")[0].strip("[]")
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if self.enabled and not loopback and self.token_file is None:
-            raise ValueError(
-                f"listen {self.listen} is reachable beyond this machine and token_file is not "
-                "set: set http.token_file to a file holding a random token (e.g. `openssl rand "
-                "-hex 32`), or listen on 127.0.0.1"
-            )
-        return self
 
 
 class HealthSettings(_Settings):
     """``health:``: when /healthz (and telemetry's ``health``) says degraded or failing."""
 
-    temperature_high_c: float = 80.0  # degraded above this (throttling starts near 80-85)
+    temperature_high_c: float = Field(default=80.0, ge=-40.0, le=150.0)  # degraded above
     spool_filling: float = Field(default=0.8, gt=0.0, le=1.0)  # degraded above this fraction
-    broker_grace_s: float = Field(default=30.0, ge=0.0)  # broker away longer: degraded
-    stalled_after_s: float = Field(default=30.0, gt=0.0)  # no result for this long: failing
+    broker_grace_s: float = Field(default=30.0, ge=0.0, le=DAY_S)  # broker away longer: degraded
+    stalled_after_s: float = Field(default=30.0, gt=0.0, le=DAY_S)  # no result this long: failing
 
 
 class DriftSettings(_Settings):
     """``drift:``: live input/output statistics against the bundle's reference (PSI)."""
 
     enabled: bool = True  # needs a bundle with reference statistics (manifest 'monitoring')
-    window: int = Field(default=500, ge=20)  # frames in the sliding window
-    min_samples: int = Field(default=100, ge=10)  # no score before this many frames
-    threshold: float = Field(default=0.25, gt=0.0)  # PSI above this: drift event
-    check_every: int = Field(default=50, ge=1)  # frames between two score updates
+    window: int = Field(default=500, ge=20, le=100_000)  # frames in the sliding window
+    min_samples: int = Field(default=100, ge=10, le=100_000)  # no score before this many frames
+    threshold: float = Field(default=0.25, gt=0.0, le=100.0)  # PSI above this: drift event
+    check_every: int = Field(default=50, ge=1, le=100_000)  # frames between two score updates
 
 
 class FeedbackSettings(_Settings):
@@ -184,10 +172,10 @@ class FeedbackSettings(_Settings):
     band: tuple[float, float] = (0.0, 0.5)  # keep when low <= top score < high
     on_drift: bool = True  # also keep inputs that arrive while drift is above threshold
     directory: Path | None = None  # default: <state dir>/feedback
-    quota_mb: float = Field(default=256.0, gt=0)  # oldest files go first past this
-    max_files: int = Field(default=10_000, ge=1)
-    max_per_minute: float = Field(default=6.0, gt=0)  # rate limit (token bucket)
-    burst: int = Field(default=10, ge=1)
+    quota_mb: float = Field(default=256.0, gt=0, le=1_048_576.0)  # oldest go first past this
+    max_files: int = Field(default=10_000, ge=1, le=10_000_000)
+    max_per_minute: float = Field(default=6.0, gt=0, le=6000.0)  # rate limit (token bucket)
+    burst: int = Field(default=10, ge=1, le=10_000)
     publish: bool = False  # also publish each sample on <base>/<device>/feedback (QoS 1)
     jpeg_quality: int = Field(default=90, ge=10, le=100)
 
@@ -218,7 +206,7 @@ class EdgeConfig(_Settings):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     sinks: list[SinkConfig] = Field(default_factory=lambda: list(DEFAULT_SINKS))
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
-    telemetry_interval_s: float = Field(default=10.0, gt=0)
+    telemetry_interval_s: float = Field(default=10.0, gt=0, le=DAY_S)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
@@ -277,10 +265,12 @@ def load_config(path: str | os.PathLike[str]) -> EdgeConfig:
 
 def read_config_data(path: str | os.PathLike[str]) -> Any:
     """The YAML of an edge.yaml file, not yet validated; ConfigError names the file and
-    what is wrong (missing, unreadable, not YAML)."""
+    what is wrong (missing, unreadable, not UTF-8, not YAML, a key given twice:
+    edge.common.yamltext)."""
     file = Path(path)
     try:
-        text = file.read_text()
+        with file.open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)  # more is refused by load_yaml
     except FileNotFoundError as exc:
         raise ConfigError(
             f"{file}: no such config file; write one (see docs/config.md) or "
@@ -288,12 +278,4 @@ def read_config_data(path: str | os.PathLike[str]) -> Any:
         ) from exc
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(
-            f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-        ) from exc
-    return data
+    return load_yaml(data, origin=str(file))

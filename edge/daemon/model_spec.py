@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edge.common.validation import describe_errors
+from edge.common.yamltext import MAX_BYTES, load_yaml
 from edge.errors import ConfigError, ModelError
 from edge.monitor.reference import ReferenceStats
 from edge.postprocess.config import PostprocessConfig
@@ -38,6 +38,40 @@ from edge.runtime.preprocess import PreprocessSpec, parse_spec
 
 log = logging.getLogger(__name__)
 SIDECAR_KEYS = {"task", "labels", "labels_file", "preprocess", "postprocess"}
+
+
+class _Sidecar(BaseModel):
+    """A sidecar's keys and their types; what they mean is checked where they are used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str | None = None
+    labels: list[str] | None = None
+    labels_file: str | None = None
+    preprocess: dict[str, Any] | None = None
+    postprocess: dict[str, Any] | None = None
+
+
+def read_sidecar(sidecar: Path) -> dict[str, Any]:
+    """A sidecar's settings (only those given); ConfigError names the file and the key."""
+    try:
+        with sidecar.open("rb") as stream:
+            loaded = load_yaml(stream.read(MAX_BYTES + 1), origin=str(sidecar)) or {}
+    except OSError as exc:
+        raise ConfigError(f"{sidecar}: cannot read the sidecar: {exc.strerror}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{sidecar}: expected a mapping with {sorted(SIDECAR_KEYS)}, "
+            f"got {type(loaded).__name__}"
+        )
+    try:
+        settings = _Sidecar.model_validate(loaded)
+    except ValidationError as exc:
+        problems = describe_errors(
+            exc, unknown_key=lambda _: f"unknown key; a sidecar has {sorted(SIDECAR_KEYS)}"
+        )
+        raise ConfigError(f"{sidecar}: {problems}") from exc
+    return settings.model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -73,9 +107,12 @@ def _sha256(path: Path) -> str:
 
 def _labels_file(path: Path) -> list[str]:
     try:
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the labels: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the labels are not UTF-8 text; save them as UTF-8") from exc
+    return [line.strip() for line in lines if line.strip()]
 
 
 def _postprocess(data: dict[str, Any], origin: str) -> PostprocessConfig:
@@ -137,16 +174,7 @@ def _from_model(
     sidecar = model.with_suffix(".yaml")
     data: dict[str, Any] = {}
     if sidecar.is_file():
-        try:
-            loaded = yaml.safe_load(sidecar.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{sidecar}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict) or set(loaded) - SIDECAR_KEYS:
-            unknown = sorted(set(loaded) - SIDECAR_KEYS) if isinstance(loaded, dict) else []
-            raise ConfigError(
-                f"{sidecar}: expected a mapping with {sorted(SIDECAR_KEYS)}; unknown: {unknown}"
-            )
-        data = loaded
+        data = read_sidecar(sidecar)
     labels = data.get("labels")
     if "labels_file" in data:
         labels = _labels_file(sidecar.parent / str(data["labels_file"]))

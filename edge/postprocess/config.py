@@ -123,11 +123,11 @@ class PostprocessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     task: Task
-    top_k: int = Field(default=3, ge=1)
+    top_k: int = Field(default=3, ge=1, le=1000)
     threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     labels: list[str] | None = None
     iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0)
-    max_detections: int = Field(default=100, ge=1)
+    max_detections: int = Field(default=100, ge=1, le=10_000)
     anomaly_threshold: float | None = None
     yolo_layout: Literal["xywh_obj_cls", "xywh_cls", "auto"] = "xywh_obj_cls"
     yolo_normalized: bool = True

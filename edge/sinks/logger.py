@@ -21,7 +21,7 @@ class LogSinkConfig(BaseModel):
 
     type: Literal["log"] = "log"
     level: Literal["DEBUG", "INFO", "WARNING"] = "INFO"
-    every: int = Field(default=1, ge=1)
+    every: int = Field(default=1, ge=1, le=1_000_000)
 
 
 def summarize(result: Result) -> str:

@@ -44,11 +44,11 @@ class MotionSettings(BaseModel):
     width: int = Field(default=160, ge=16, le=1920)  # the frame is shrunk to this width
     blur: int = Field(default=5, ge=0, le=31)  # Gaussian kernel (odd), 0: none
     alpha: float = Field(default=0.2, gt=0.0, le=1.0)  # how fast the background follows
-    keepalive_s: float = Field(default=10.0, gt=0.0)  # infer a still frame this often
-    hold_s: float = Field(default=1.0, ge=0.0)  # keep inferring this long after motion
+    keepalive_s: float = Field(default=10.0, gt=0.0, le=86_400.0)  # infer a still frame this often
+    hold_s: float = Field(default=1.0, ge=0.0, le=3600.0)  # keep inferring this long after motion
     region: bool = False  # detection models: infer a crop around the motion
     region_margin: float = Field(default=0.25, ge=0.0, le=4.0)
-    region_min_px: int = Field(default=320, ge=16)
+    region_min_px: int = Field(default=320, ge=16, le=16_384)
 
     @field_validator("blur")
     @classmethod

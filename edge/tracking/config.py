@@ -15,10 +15,10 @@ class TrackingSettings(BaseModel):
     iou: float = Field(default=0.3, gt=0.0, lt=1.0)  # a detection continues a track above this
     high_score: float = Field(default=0.5, ge=0.0, le=1.0)  # first association; starts tracks
     low_score: float = Field(default=0.1, ge=0.0, le=1.0)  # second association (ByteTrack)
-    min_hits: int = Field(default=2, ge=1)  # frames a track needs before its 'new' event
-    max_missed: int = Field(default=10, ge=1)  # inferred frames without it: 'end'
-    max_age_s: float = Field(default=3.0, gt=0.0)  # or unseen this long (and missed once)
-    update_interval_s: float = Field(default=5.0, ge=0.0)  # at most one 'update' per object
+    min_hits: int = Field(default=2, ge=1, le=1000)  # frames a track needs before its 'new' event
+    max_missed: int = Field(default=10, ge=1, le=100_000)  # inferred frames without it: 'end'
+    max_age_s: float = Field(default=3.0, gt=0.0, le=3600.0)  # or unseen this long (missed once)
+    update_interval_s: float = Field(default=5.0, ge=0.0, le=86_400.0)  # one update per object
 
     @model_validator(mode="after")
     def _scores(self) -> TrackingSettings:
