@@ -1,4 +1,4 @@
-"""Small helpers every part may use (pydantic error wording, text tables).
+"""Small helpers every part may use (pydantic error wording, text tables, private files).
 
 It imports nothing from ``edge`` but ``edge.errors``.
 """

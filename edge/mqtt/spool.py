@@ -10,12 +10,11 @@ most the rows still buffered (the last batch window), never a committed one, and
 forwarder only ever sees committed rows: nothing is published that a crash could
 un-happen. :meth:`Spool.release` deletes rows only for acknowledged ids.
 
-Rows are read back in id order (the order they were appended). The payload bytes,
-buffered ones included, are bounded by ``max_bytes``; when a new message does not fit,
-``drop_oldest`` deletes the oldest rows (even ones in flight: their late PUBACK then
-deletes nothing) and ``reject_newest`` refuses the new one. Both are counted
-(``dropped``, ``rejected``) and the counts are kept in the database, as are the
-per-stream ``seq`` counters (held in memory, written with each commit: a seq lost
+Rows are read back in id order. The payload bytes, buffered ones included, are bounded
+by ``max_bytes``; when a new message does not fit, ``drop_oldest`` deletes the oldest
+rows (even ones in flight: their late PUBACK then deletes nothing) and ``reject_newest``
+refuses the new one. Both are counted (``dropped``, ``rejected``) and kept in the
+database, as are the per-stream ``seq`` counters (written with each commit: a seq lost
 with an uncommitted row was never published, so it is simply used again).
 
 Storage faults (disk full, read-only, I/O error) never raise to the producers and never
@@ -34,7 +33,6 @@ import errno
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -42,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.common.private import private_file, private_folder
 from edge.mqtt.errors import SpoolError
 
 log = logging.getLogger(__name__)
@@ -93,26 +92,6 @@ def fault_of(exc: BaseException) -> str:
     return "io_error"
 
 
-def private(path: Path) -> None:
-    """Make ``path`` (if it exists) readable and writable by its owner only."""
-    if path.exists() and stat.S_IMODE(path.stat().st_mode) != 0o600:
-        path.chmod(0o600)
-
-
-def private_folder(folder: Path) -> None:
-    """Make the spool's folder 0700: made so when missing; an existing one of ours is
-    tightened unless it is a shared sticky folder such as /tmp."""
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-        folder.chmod(0o700)  # mkdir's mode goes through the umask
-        return
-    info = folder.stat()
-    mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-    mine = mine and not info.st_mode & stat.S_ISVTX
-    if mine and stat.S_IMODE(info.st_mode) & 0o077:
-        folder.chmod(0o700)
-
-
 class Spool:
     """A bounded, crash-safe FIFO of MQTT messages; every method is thread-safe."""
 
@@ -158,7 +137,7 @@ class Spool:
         try:
             private_folder(path.parent)
             for suffix in ("", "-wal", "-shm"):
-                private(Path(f"{path}{suffix}"))
+                private_file(Path(f"{path}{suffix}"))
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # -wal, -shm follow it
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
