@@ -7,6 +7,7 @@ paths are checked when the daemon starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -144,6 +145,23 @@ class HttpSettings(_Settings):
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^[^:]+:\d{1,5}$")
     snapshot: bool = True  # /snapshot.jpg: the last frame leaves the device when asked
     jpeg_quality: int = Field(default=85, ge=10, le=100)
+    token_file: Path | None = None  # bearer token: read at start, never logged; off loopback
+    allowed_hosts: list[str] = Field(default_factory=list)  # Host names besides loopback ("*")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpSettings:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if self.enabled and not loopback and self.token_file is None:
+            raise ValueError(
+                f"listen {self.listen} is reachable beyond this machine and token_file is not "
+                "set: set http.token_file to a file holding a random token (e.g. `openssl rand "
+                "-hex 32`), or listen on 127.0.0.1"
+            )
+        return self
 
 
 class HealthSettings(_Settings):
