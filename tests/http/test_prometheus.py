@@ -38,12 +38,31 @@ def processed(daemon: Daemon) -> int:
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (apt install prometheus)")
 def test_promtool_finds_no_problem_in_a_live_daemons_metrics(
-    kit: dict[str, Path], broker: Broker, tmp_path: Path
+    installed_digits: Path, digit_images: dict[str, Path], broker: Broker, tmp_path: Path
 ) -> None:
+    """Every family on the page: the signed digits bundle (it has drift reference
+    statistics) with MQTT, drift and feedback on, so none is left out."""
     assert PROMTOOL is not None
-    mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "discovery": False}
-    with running(daemon_config(kit, tmp_path, source=looping(kit), mqtt=mqtt)) as daemon:
-        assert wait_until(lambda: processed(daemon) >= 5)
+    config = {
+        "device_id": "http-pi",
+        "bundle": "current",
+        "install_root": str(installed_digits),
+        "source": {"type": "images", "path": str(digit_images["normal"]), "loop": True,
+                   "realtime_fps": 200},
+        "runtime": {"threads": 1},
+        "sinks": [],
+        "http": {"enabled": True, "listen": "127.0.0.1:0"},
+        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "discovery": False},
+        "spool": {"path": str(tmp_path / "spool.sqlite")},
+        "drift": {"window": 100, "min_samples": 50, "check_every": 25},
+        "feedback": {"enabled": True, "directory": str(tmp_path / "feedback"), "band": [0.0, 1.0]},
+    }  # fmt: skip
+
+    def drift_scored(daemon: Daemon) -> bool:
+        return bool((daemon.monitoring().get("drift") or {}).get("classes") is not None)
+
+    with running(config) as daemon:
+        assert wait_until(lambda: drift_scored(daemon) and processed(daemon) >= 60, timeout=30)
         assert daemon.mqtt is not None and wait_until(daemon.mqtt.connection.connected.is_set)
         page = fetch(endpoint(daemon, "/metrics")).text()
     checked = subprocess.run(
@@ -53,7 +72,9 @@ def test_promtool_finds_no_problem_in_a_live_daemons_metrics(
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), page
     families = {f.name: f for f in text_string_to_metric_families(page)}
     assert families[LATENCY].type == "histogram"
-    assert "edge_spool_events" in families, "the MQTT metrics were checked too"
+    checked_too = {"edge_spool_events", "edge_drift_psi", "edge_feedback_samples",
+                   "edge_feedback_disk_files", "edge_mqtt_connected"}  # fmt: skip
+    assert {name for name in checked_too if families[name].samples} == checked_too
 
 
 def test_latency_histogram_buckets_are_cumulative_and_count_every_timing(
