@@ -67,6 +67,8 @@ class Recognition:
 
 
 def _size(shape: Shape) -> int:
+    if not shape:  # a scalar, or a tensor whose shape the file leaves unknown
+        return 1
     return math.prod(max(d, 1) for d in shape[1:]) if len(shape) > 1 else max(shape[0], 1)
 
 
@@ -98,12 +100,16 @@ def recognise(outputs: Sequence[Shape], input_size: tuple[int, int] | None) -> R
 def _ssd_postprocess(shapes: list[Shape], _: tuple[int, int] | None) -> Recognition | None:
     if len(shapes) != 4:
         return None
-    boxes, classes, scores, count = shapes
-    if len(boxes) == 3 and boxes[-1] == 4 and classes == scores and _size(count) == 1:
+    # the op's order is boxes, classes, scores, count; a TF2 export may list them in
+    # another (the decoder finds each: edge.postprocess.decoders.builtin._op_order)
+    boxes = [s for s in shapes if len(s) == 3 and s[-1] == 4]
+    count = [s for s in shapes if _size(s) == 1]
+    rest = [s for s in shapes if s not in boxes and s not in count]
+    if len(boxes) == 1 and len(count) == 1 and len(rest) == 2 and rest[0] == rest[1]:
         return Recognition(
             {"task": "detection", "decoder": "ssd_postprocess"},
-            f"4 outputs boxes {list(boxes)}, classes, scores {list(scores)}, count "
-            f"{list(count)}: the TFLite_Detection_PostProcess op",
+            f"4 outputs boxes {list(boxes[0])}, classes, scores {list(rest[0])}, count "
+            f"{list(count[0])}: the TFLite_Detection_PostProcess op",
         )
     return None
 

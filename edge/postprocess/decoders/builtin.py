@@ -4,6 +4,7 @@ the model's outputs fit and says what to set when they do not."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ from edge.postprocess.detection import decode_ssd, decode_yolo
 from edge.postprocess.registry import Decode, Decoded, DecoderContext
 from edge.postprocess.scores import anomaly_score, classify, regression_value
 from edge.runtime.preprocess import Geometry
+from edge.runtime.tensors import IoTensor
 
 MAX_CLASSES = 5000  # more "classes" than this is not a class vector (docs/decoders.md)
 
@@ -63,6 +65,30 @@ def classification(context: DecoderContext) -> Decode:
     return decode
 
 
+def _op_order(outputs: Sequence[IoTensor]) -> list[int]:
+    """Where the op's boxes, classes, scores and count are among the model's outputs.
+
+    The converter names the op's outputs NAME, NAME:1, NAME:2, NAME:3 (TF1 exports) or
+    NAME:0 ... NAME:3 (TF2 signatures, whose output list often comes in another order,
+    e.g. classes, count, boxes, scores); the suffix is the op's own output index. Without
+    such names: boxes are the [.., 4] output, count the one-value one, and classes come
+    before scores in tensor order, as the converter creates them."""
+    suffixes = [int(m.group(1)) if (m := re.search(r":(\d+)$", t.name)) else 0 for t in outputs]
+    if sorted(suffixes) == [0, 1, 2, 3]:
+        order = [suffixes.index(k) for k in range(4)]
+        if outputs[order[0]].shape[-1:] == (4,):
+            return order
+    boxes = [i for i, t in enumerate(outputs) if len(t.shape) == 3 and t.shape[-1] == 4]
+    count = [i for i, t in enumerate(outputs) if int(np.prod(t.shape)) == 1]
+    rest = sorted(
+        (i for i in range(len(outputs)) if i not in boxes[:1] + count[:1]),
+        key=lambda i: outputs[i].index,
+    )
+    if len(boxes) == 1 and len(count) == 1 and len(rest) == 2:
+        return [boxes[0], rest[0], rest[1], count[0]]
+    return [0, 1, 2, 3]
+
+
 def ssd_postprocess(context: DecoderContext) -> Decode:
     config = context.config
     if context.outputs is not None and len(context.outputs) != 4:
@@ -71,11 +97,12 @@ def ssd_postprocess(context: DecoderContext) -> Decode:
             f"(boxes, classes, scores, count); the model has {len(context.outputs)}: "
             f"{context.shapes}" + _anchor_hint(context)
         )
+    order = [0, 1, 2, 3] if context.outputs is None else _op_order(context.outputs)
 
     def decode(outputs: Sequence[np.ndarray], geometry: Geometry | None, _: np.ndarray) -> Decoded:
         return {
             "detections": decode_ssd(
-                outputs,
+                [outputs[i] for i in order],
                 labels=config.labels,
                 threshold=config.threshold,
                 max_detections=config.max_detections,
