@@ -30,7 +30,8 @@ from packager.cli import bundle as bundle_commands
 from packager.convert.edgetpu_compiler import find_compiler
 from tests.models import DigitsModels
 
-MEMBERS = ["edge.service", "edge.yaml", "labels.txt", "manifest.json", "manifest.sig",
+# the signed head first (a device checks it before inflating the rest), then by name
+MEMBERS = ["manifest.json", "manifest.sig", "edge.service", "edge.yaml", "labels.txt",
            "model.tflite", "selftest.npz"]  # fmt: skip
 EXEC_START = "/opt/edge/venv/bin/edge run --config /etc/edge/edge.yaml"
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
