@@ -3,18 +3,25 @@
 Every step is one ``ssh`` call (argument lists, ``BatchMode=yes``, a connect timeout;
 no local shell) running a small ``sh`` script on the device. A file travels on the
 call's stdin into a ``mktemp -d`` folder that a ``trap`` removes however the step ends,
-so the device needs only sshd and a POSIX shell, not scp or sftp. The steps:
+so the device needs only sshd and a POSIX shell, not scp or sftp (the scripts are in
+packager/deploy/scripts.py). The steps:
 
 1. ``provision`` (with ``provision``): copy a wheel of this project, create the venv
    (``python3 -m venv /opt/edge/venv``, optionally ``--system-site-packages``), install
    the wheel (``--no-deps --force-reinstall``, so a rebuilt wheel of the same version
    replaces the old one), then its requirements with the profile's runtime package and
    ``pip_constraints`` (ai-edge-litert is left out for tflite-runtime profiles);
-2. ``trust`` (with ``trust``): copy a public key into the device's trusted keys folder;
-3. ``install``: ``edge install`` on the device; its one-line answer is the result;
-4. ``service`` (with ``provision``): ``edge service install`` where ``systemctl``
+2. ``user`` (with ``provision``): the unit's system user ``edge`` (no login shell, home
+   the install root) with the profile's groups (video; plugdev or apex for a Coral),
+   created when missing (a group that cannot be created is skipped with a warning);
+   idempotent;
+3. ``trust`` (with ``trust``): copy a public key into the device's trusted keys folder;
+4. ``install``: ``edge install`` on the device; its one-line answer is the result.
+   Without ``provision`` the trust and install steps first check that the device has
+   edge, and stop with one line saying to use ``--provision`` when it has not;
+5. ``service`` (with ``provision``): ``edge service install`` where ``systemctl``
    exists, else a line saying systemd is absent;
-5. ``info`` (with ``provision``): ``edge info``, proof the installed edge runs.
+6. ``info`` (with ``provision``): ``edge info``, proof the installed edge runs.
 
 Errors (the packager's branch of the tree in packager/errors.py)::
 
@@ -44,12 +51,25 @@ from edge.bundle.manifest import MANIFEST, Manifest, check_files, load_manifest
 from edge.bundle.signing import DEFAULT_TRUSTED_KEYS, load_public_key
 from edge.device.profiles import DeviceProfile, load_profile
 from edge.errors import ConfigError
+from packager.bundle.unit import unit_groups
+from packager.deploy.scripts import (
+    MISSING_EDGE,
+    join,
+    missing_edge,
+    need_edge,
+    provision_script,
+    service_script,
+    trust_script,
+    upload,
+    user_script,
+)
 from packager.errors import PackagerError
 
 CONNECT_TIMEOUT_S = 10
 #: step -> (what it does, in words; its timeout in seconds)
 STEPS = {
     "provision": ("provisioning", 1800),
+    "user": ("creating the service user", 120),
     "trust": ("trusting the key", 60),
     "install": ("edge install", 600),
     "service": ("edge service install", 120),
@@ -58,7 +78,7 @@ STEPS = {
 TAIL_LINES = 5
 SSH_FAILED = 255
 DISTRIBUTION = "edge-inference"
-PIP = ("-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off")
+STATE_DIR = "/var/lib/edge"  # the unit's StateDirectory=, the service user's home
 
 
 class DeployError(PackagerError):
@@ -87,6 +107,10 @@ class Provision:
     unit_dir: str | None = None  # default: edge's, /etc/systemd/system
     etc_dir: str | None = None  # default: edge's, /etc/edge
     enable: bool = False
+    # the service user: the unit's User= (edge); groups None: the profile's (video, and
+    # plugdev or apex for a Coral; packager.bundle.unit); home: the install root
+    user: str = "edge"
+    groups: tuple[str, ...] | None = None
 
     @property
     def edge(self) -> str:
@@ -175,36 +199,6 @@ def build_wheel(out_dir: Path, project: Path | None = None) -> Path:
     return wheels[-1]
 
 
-def _upload(name: str, then: str) -> str:
-    """A script that receives stdin as "$tmp"/NAME, runs ``then``, and cleans up."""
-    return (
-        "set -e\n"
-        'tmp=$(mktemp -d "${TMPDIR:-/tmp}/edge-deploy.XXXXXX")\n'
-        "trap 'rm -rf \"$tmp\"' EXIT\n"
-        f'cat > "$tmp"/{shlex.quote(name)}\n'
-        f"{then}\n"
-    )
-
-
-def _join(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in words)
-
-
-def _provision_script(p: Provision, wheel_name: str, needs: Sequence[str]) -> str:
-    q, venv_python = shlex.quote, f"{p.venv}/bin/python"
-    site = ["--system-site-packages"] if p.system_site_packages else []
-    missing = f"{p.python}: not found on the device; install Python >= 3.10 with venv"
-    lines = (
-        f"command -v {q(p.python)} >/dev/null 2>&1 || {{ echo {q(missing)} >&2; exit 127; }}",
-        f"if [ ! -x {q(venv_python)} ]; then {_join(p.python, '-m', 'venv', *site, p.venv)}; "
-        f"echo {q(f'created the venv {p.venv}')}; fi",
-        f"{_join(venv_python, *PIP, '--no-deps', '--force-reinstall', *p.pip_args)} "
-        f'"$tmp"/{q(wheel_name)}',
-        _join(venv_python, *PIP, *p.pip_args, *needs),
-    )
-    return _upload(wheel_name, "\n".join(lines))
-
-
 def _edge_args(flags: dict[str, bool], options: dict[str, str | None]) -> list[str]:
     args = [flag for flag, on in flags.items() if on]
     for option, value in options.items():
@@ -226,6 +220,7 @@ class _Device:
         self.host, self.base = host, ssh
         self.shell = "sudo -n sh -c " if sudo else "sh -c "
         self.dry_run, self.on_step, self.steps = dry_run, on_step, list[Step]()
+        self.edge: list[str] = []  # the edge command the steps check for (need_edge)
 
     def run(self, name: str, script: str, stdin: Path | None = None) -> Step:
         argv = (*self.base, self.host, self.shell + shlex.quote(script))
@@ -259,6 +254,9 @@ class _Device:
         if step.returncode in (None, 0):
             return
         output = step.stderr.strip() or step.stdout.strip()
+        if step.returncode == MISSING_EDGE and self.edge:
+            message = f"{self.host}: {missing_edge(self.edge)}"
+            raise DeployError(message, step=step.name, returncode=step.returncode, output=output)
         kind, message, hint = DeployError, f"{STEPS[step.name][0]} failed on the device", ""
         if step.returncode == SSH_FAILED:
             kind, message = UnreachableError, "ssh could not connect or log in"
@@ -287,21 +285,6 @@ def _ssh_base(port: int | None, identity: Path | None, options: Sequence[str]) -
     for option in options:
         argv += ["-o", option]
     return argv
-
-
-def _trust_script(name: str, keys: str) -> str:
-    q = shlex.quote
-    tmp, final = q(f"{keys}/.{name}.tmp"), q(f"{keys}/{name}")
-    done = q(f"trusted {name} in {keys}")
-    return f"set -e\nmkdir -p {q(keys)}\ncat > {tmp}\nmv -f {tmp} {final}\necho {done}"
-
-
-def _service_script(edge: Sequence[str], args: Sequence[str]) -> str:
-    absent = "systemd is absent on this device (no systemctl): skipped the unit"
-    return (
-        f"if command -v systemctl >/dev/null 2>&1; then {_join(*edge, 'service', 'install', *args)}"
-        f"; else echo {shlex.quote(absent)}; fi"
-    )
 
 
 def _wheel_name(wheel: Path | None) -> str:
@@ -357,22 +340,33 @@ def deploy(
         chosen = load_profile(profile or manifest.device)
         if wheel is None and not dry_run:
             wheel = build_wheel(wheel_dir)
-        script = _provision_script(setup, _wheel_name(wheel), requirements(wheel, chosen))
+        script = provision_script(
+            venv=setup.venv,
+            python=setup.python,
+            system_site_packages=setup.system_site_packages,
+            pip_args=setup.pip_args,
+            wheel_name=_wheel_name(wheel),
+            needs=requirements(wheel, chosen),
+        )
         device.run("provision", script, wheel)
+        groups = unit_groups(chosen) if setup.groups is None else setup.groups
+        device.run("user", user_script(setup.user, remote_root or STATE_DIR, groups))
+    check = "" if setup is not None else need_edge(edge)  # before anything is written
+    device.edge = [] if setup is not None else edge
     if trust is not None:
         keys = trusted_keys or (f"{remote_root}/keys" if remote_root else str(DEFAULT_TRUSTED_KEYS))
-        device.run("trust", _trust_script(trust.name, keys), trust)
+        device.run("trust", trust_script(trust.name, keys, check), trust)
     flags = {"--force": force, "--any-device": any_device, "--allow-unsigned": allow_unsigned}
     args = _edge_args(
         {**flags, "--no-selftest": not selftest},
         {"--root": remote_root, "--trusted-keys": trusted_keys},
     )
     run_install = " ".join(
-        [_join(*edge, "install"), f'"$tmp"/{shlex.quote(bundle.name)}', *map(shlex.quote, args)]
+        [join(*edge, "install"), f'"$tmp"/{shlex.quote(bundle.name)}', *map(shlex.quote, args)]
     )
-    device.run("install", _upload(bundle.name, run_install), bundle)
+    device.run("install", check + upload(bundle.name, run_install), bundle)
     if setup is not None:
         places = {"--root": remote_root, "--unit-dir": setup.unit_dir, "--etc-dir": setup.etc_dir}
-        device.run("service", _service_script(edge, _edge_args({"--enable": setup.enable}, places)))
-        device.run("info", _join(*edge, "info"))
+        device.run("service", service_script(edge, _edge_args({"--enable": setup.enable}, places)))
+        device.run("info", join(*edge, "info"))
     return DeployResult(bundle, destination, manifest, tuple(device.steps), dry_run)

@@ -6,7 +6,9 @@ root; only the provisioning test makes a fresh venv there from a wheel of the pr
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shlex
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from edge.device.profiles import load_profile
 from packager.cli.deploy import add_deploy
 from packager.deploy.ssh import DeployError, UnreachableError, deploy, requirements
 from tests.broker import free_port
+from tests.deploy.conftest import needs_root
 from tests.install.bundles import Kit, variant
 from tests.sshd import Sshd
 
@@ -190,8 +193,9 @@ def _device_python_with_dependencies(user_base: Path, folder: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_root  # the user step creates a system user
 def test_provision_makes_a_venv_from_the_wheel_and_runs_edge_there(
-    kit: Kit, sshd: Sshd, tmp_path: Path
+    kit: Kit, sshd: Sshd, tmp_path: Path, names: tuple[str, str]
 ) -> None:
     from packager.deploy.ssh import Provision, build_wheel
 
@@ -205,6 +209,7 @@ def test_provision_makes_a_venv_from_the_wheel_and_runs_edge_there(
         pip_args=("--no-index",),
         unit_dir=str(tmp_path / "units"),
         etc_dir=str(tmp_path / "etc"),
+        user=names[0],  # not edge: this machine's own users stay as they are
     )
     result = deploy(
         kit.bundle,
@@ -217,7 +222,11 @@ def test_provision_makes_a_venv_from_the_wheel_and_runs_edge_there(
         remote_edge=device_edge(f"{venv}/bin/python", tmp_path),
     )
     steps = {s.name: s for s in result.steps}
-    assert list(steps) == ["provision", "trust", "install", "service", "info"]
+    assert list(steps) == ["provision", "user", "trust", "install", "service", "info"]
+    user = pwd.getpwnam(names[0])  # the test sshd runs as root: a real system user
+    assert (user.pw_dir, user.pw_shell) == (str(root), "/usr/sbin/nologin")
+    assert [g.gr_name for g in grp.getgrall() if names[0] in g.gr_mem] == ["video"]
+    assert f"created the system user {names[0]}" in steps["user"].stdout
     assert f"created the venv {venv}" in steps["provision"].stdout
     assert "Successfully installed edge-inference-0.1.0" in steps["provision"].stdout
     assert "Requirement already satisfied: ai-edge-litert>=2.0" in steps["provision"].stdout
