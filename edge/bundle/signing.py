@@ -2,8 +2,9 @@
 
 Key files are PEM: ``NAME.key`` (PKCS#8, unencrypted, mode 0600; keep it off devices)
 and ``NAME.pub`` (SubjectPublicKeyInfo; copy it to the device's trusted-keys folder,
-``/etc/edge/keys`` by default). A key's id is the first 16 hex digits of the sha256 of
-its raw 32-byte public key.
+``/etc/edge/keys`` by default: root's, which the daemon reads and cannot write; a
+``*.pub`` there that is not an ed25519 key is skipped with a warning naming it). A key's
+id is the first 16 hex digits of the sha256 of its raw 32-byte public key.
 
 ``manifest.sig`` is canonical JSON (sorted keys, no spaces, trailing newline)::
 
@@ -19,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +44,8 @@ __all__ = [
     "verify",
     "write_keypair",
 ]
+
+log = logging.getLogger(__name__)
 
 ALGORITHM = "ed25519"
 DEFAULT_TRUSTED_KEYS = Path("/etc/edge/keys")
@@ -142,11 +146,21 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
 
 
 def load_public_keys(directory: str | os.PathLike[str]) -> dict[str, Ed25519PublicKey]:
-    """Every ``*.pub`` in ``directory`` by key id; a missing folder gives no keys."""
+    """Every ed25519 ``*.pub`` in ``directory`` by key id; a missing folder gives no keys.
+    A file that is not one (unreadable, not PEM, another algorithm) is skipped with a
+    WARNING naming it: one bad file does not stop the good keys from verifying."""
     folder = Path(directory)
     if not folder.is_dir():
         return {}
-    return {key_id(key): key for key in map(load_public_key, sorted(folder.glob("*.pub")))}
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in sorted(folder.glob(f"*{PUBLIC_SUFFIX}")):
+        try:
+            key = load_public_key(path)
+        except KeyFileError as exc:
+            log.warning("trusted keys: skipped %s", exc)
+            continue
+        keys[key_id(key)] = key
+    return keys
 
 
 def sign(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:

@@ -213,6 +213,9 @@ class EdgeConfig(_Settings):
     device_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
     bundle: str | None = None  # "current" (the installed bundle), a bundle folder or a .tflite
     install_root: Path | None = None  # default: the state dir
+    # *.pub keys the install command trusts; default /etc/edge/keys (root's, read-only to
+    # the daemon), never inside install_root, which the daemon can write
+    trusted_keys: Path | None = None
     source: SourceSetting = Field(default_factory=CameraSource)
     sources: list[StreamSettings] | None = Field(default=None, min_length=1)
     motion: MotionSettings = Field(default_factory=MotionSettings)  # default for every source

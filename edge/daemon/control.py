@@ -261,14 +261,15 @@ def load_model_for(config: EdgeConfig) -> tuple[ModelSpec, ModelRunner]:
 
 def install_and_reload(daemon: Controlled, path: Path, *, force: bool = False) -> dict[str, Any]:
     """Install ``path`` (verified, self-tested: edge.install) into the daemon's root with
-    its trusted keys (ROOT/keys with install_root, else /etc/edge/keys), then reload.
-    The installer's errors propagate; a failed reload is in ``reload_error``."""
-    from edge.install import default_keys_dir, install_bundle  # cryptography: only to install
+    the keys in ``trusted_keys`` (default /etc/edge/keys: never a folder the daemon can
+    write), then reload. The installer's errors propagate; a failed reload is in
+    ``reload_error``."""
+    from edge.bundle.signing import DEFAULT_TRUSTED_KEYS  # cryptography: only to install
+    from edge.install import install_bundle
 
     config = daemon.config
-    result = install_bundle(
-        path, root=config.root, trusted_keys=default_keys_dir(config.install_root), force=force
-    )
+    keys = config.trusted_keys or DEFAULT_TRUSTED_KEYS
+    result = install_bundle(path, root=config.root, trusted_keys=keys, force=force)
     reloaded = daemon.reload()
     return {
         "installed": result.describe(),

@@ -46,6 +46,7 @@ def running_daemon(
             "device_id": DEVICE,
             "bundle": str(bundle),
             "install_root": str(tmp_path / "state"),
+            "trusted_keys": str(tmp_path / "state" / "keys"),  # default /etc/edge/keys
             "source": {"type": "video", "path": str(video), "loop": True, "realtime": True},
             "runtime": {"threads": 1},
             "sinks": [],
