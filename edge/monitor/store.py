@@ -9,7 +9,9 @@ Layout (docs/monitoring.md)::
             pi-42-1234.json                    its sidecar (edge.feedback/1)
 
 Every file is written to a hidden ``.<name>.tmp`` beside it and renamed into place, the
-sample before its sidecar, so a sidecar always means a complete sample. ``quota_bytes``
+sample before its sidecar, so a sidecar always means a complete sample. Files are 0600
+and folders 0700, the daemon's user's alone as the spool (an existing folder loses its
+group's and others' access when it is opened). ``quota_bytes``
 (sample and sidecar bytes together) and ``max_files`` (samples, a sidecar included)
 are held by deleting the oldest samples first (sidecar, then sample), counted in
 ``evicted``. :meth:`FeedbackStore.open` takes stock of what an earlier run left: it
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import os
 import re
+import stat
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SEQ_FILE = ".seq"
+FILE_MODE = 0o600  # feedback frames are the daemon's user's alone
+FOLDER_MODE = 0o700
 SIDECAR_SUFFIX = ".json"
 SAMPLE_SUFFIXES = (".jpg", ".npy")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -53,7 +58,8 @@ class StoredSample:
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as out:
+        tmp.unlink(missing_ok=True)  # a leftover keeps its mode through O_CREAT
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as out:
             out.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -84,7 +90,13 @@ class FeedbackStore:
         """Create the folder and take stock of it (once; again after a failure)."""
         if self._opened:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        mode = stat.S_IMODE(self.folder.stat().st_mode)
+        if mode & 0o077:  # made by an older edge, or by hand: tightened
+            try:
+                self.folder.chmod(mode & ~0o077)
+            except OSError as exc:  # not its owner: kept as it is, and said
+                log.warning("feedback: %s: others can read it: %s", self.folder, exc.strerror)
         found: list[tuple[str, int, str, StoredSample]] = []
         for day in sorted(p for p in self.folder.iterdir() if p.is_dir() and _DAY.match(p.name)):
             found.extend(self._scan_day(day))
@@ -147,7 +159,7 @@ class FeedbackStore:
         size = len(sample) + len(sidecar)
         self._make_room(size)
         folder = self.folder / day
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
         sample_path, sidecar_path = folder / (stem + suffix), folder / (stem + SIDECAR_SUFFIX)
         _write_atomic(sample_path, sample)
         try:

@@ -1,9 +1,16 @@
-"""Results as JSON lines: one object per result, to a file or to stdout."""
+"""Results as JSON lines: one object per result, to a file or to stdout.
+
+The file is the daemon's alone: created 0600 in folders made 0700 (as the spool; whatever
+the umask), and an existing file that group or others could read loses those bits when
+the sink opens it.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Literal
@@ -14,6 +21,19 @@ from edge.postprocess.results import Result
 from edge.sinks.base import SinkError
 
 STDOUT = "-"
+FILE_MODE = 0o600  # results are the daemon's user's alone
+FOLDER_MODE = 0o700
+log = logging.getLogger(__name__)
+
+
+def _private(fd: int, name: str) -> None:
+    """Take group's and others' access from an existing file (an older edge made 0644)."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & 0o077:
+        try:
+            os.fchmod(fd, mode & ~0o077)
+        except OSError as exc:  # not the file's owner: it stays as it is, said once
+            log.warning("%s: others can read it, and its mode stays: %s", name, exc.strerror)
 
 
 class JsonLinesConfig(BaseModel):
@@ -42,8 +62,11 @@ class JsonLinesSink:
         self._fd: int | None = None
         if self.path is not None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                folder = self.path.parent
+                for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
+                    missing.mkdir(mode=FOLDER_MODE, exist_ok=True)  # each 0700, unlike parents=
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                _private(self._fd, self.name)
             except OSError as exc:
                 raise SinkError(
                     f"{self.name}: cannot open for appending: {exc.strerror}; "
