@@ -190,9 +190,13 @@ class HealthCheck:
         reasons = []
         config = daemon.config
         if state == "retrying":
+            stream_stats = getattr(daemon, "stream_stats", None)
+            stats = list(stream_stats().values()) if stream_stats is not None else []
+            error = stats[0].get("last_error") if len(stats) == 1 else None
             reasons.append(
                 f"source ({config.streams()[0].source.type}) retrying: it stopped delivering "
                 "frames and is reopened with backoff (retry:)"
+                + (f"; last error: {error}" if error else "")
             )
         reasons += stream_reasons(daemon, state)
         if daemon.mqtt is not None:

@@ -6,12 +6,14 @@ inferred, each bad message is counted per reason in the stream's telemetry."""
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -19,8 +21,11 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.sources import MqttSource, make_source
+from edge.daemon.streams import Stream
+from edge.sources import MqttSource, RetryPolicy, make_source
+from edge.sources.motion import MotionSettings
 from edge.sources.sensors.mqtt import MqttTopic
+from edge.sources.streams import StreamSettings
 from tests.broker import Broker
 from tests.models import SINE_WINDOW, sine_autoencoder, sine_signal
 from tests.sources.conftest import read_frames
@@ -194,3 +199,61 @@ def _seen(telemetry: list[dict[str, object]], rejected: dict[str, int], inferred
             assert stream["state"] == "running"
             return True
     return False
+
+
+def test_a_dead_network_thread_shows_in_the_stream_and_the_source_is_reopened(
+    broker: Broker,
+) -> None:
+    settings = StreamSettings.model_validate(
+        {
+            "name": "probe",
+            "source": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic": "g/dead",
+                "window": 1,
+                "channels": 1,
+                "qos": 1,
+            },
+        }
+    )
+    retry = RetryPolicy(initial_s=0.1, max_s=0.2)
+    stream = Stream(settings, motion=MotionSettings(), retry=retry, queue_size=10)
+    stream.open(threading.Event())
+    client = publisher(broker)
+    try:
+        inner = stream.source.source
+        assert isinstance(inner, MqttTopic) and inner._client is not None
+
+        def broken(*args: object) -> None:  # a fault inside paho's loop, as a bug would be
+            raise RuntimeError("injected fault")
+
+        inner._client.on_message = broken
+        send(client, "g/dead", [1.0])
+        stats = wait_for(lambda: stream.stats(), lambda st: st["state"] == "retrying")
+        assert "the network thread died: RuntimeError: injected fault" in stats["last_error"]
+        frame = None
+        deadline = time.monotonic() + 15
+        while frame is None:
+            assert time.monotonic() < deadline, stream.stats()
+            send(client, "g/dead", [2.0])
+            try:
+                frame = stream.queue.get(timeout=0.3)
+            except queue.Empty:
+                continue
+        assert frame.data.tolist() == [[2.0]] and stream.state == "running"
+        assert stream.source.retries >= 1 and stream.source.failures >= 1
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        stream.close()
+        stream.join(5)
+
+
+def wait_for(get: Any, ready: Any, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while not ready(value := get()):
+        assert time.monotonic() < deadline, value
+        time.sleep(0.05)
+    return value
