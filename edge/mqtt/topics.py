@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 HA_PREFIX = "homeassistant"
@@ -83,4 +84,7 @@ class Topics:
         return f"{self.discovery_prefix}/status"
 
     def ha_config(self, component: str, object_id: str) -> str:
-        return f"{self.discovery_prefix}/{component}/{self.device}/{object_id}/config"
+        """Home Assistant takes only [a-zA-Z0-9_-] for the node and object ids of a
+        discovery topic and ignores others silently (a device id may hold a dot)."""
+        node, entity = (re.sub(r"[^a-zA-Z0-9_-]", "_", part) for part in (self.device, object_id))
+        return f"{self.discovery_prefix}/{component}/{node}/{entity}/config"

@@ -5,6 +5,7 @@ mosquitto: values while it runs, every entity unavailable after a clean stop."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,12 @@ def check_running(sub: Subscriber, stream: str) -> dict[str, Any]:
     assert shown[f"sensor.{slug}_last_result"] == event["labels"][0] != ""
     assert shown[f"sensor.{slug}_{stream}_label"] in ("none", *DIGITS_LABELS)
     return entities
+
+
+def test_a_device_id_with_a_dot_gets_a_discovery_topic_home_assistant_accepts() -> None:
+    from edge.mqtt.topics import Topics
+
+    topic = Topics("edge", "kitchen.pi").ha_config("sensor", "fps.p95")
+    assert topic == "homeassistant/sensor/kitchen_pi/fps_p95/config"
+    node, entity = topic.split("/")[2:4]
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]+", part) for part in (node, entity))
