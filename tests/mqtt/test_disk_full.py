@@ -170,3 +170,16 @@ def test_what_does_not_fit_in_memory_is_lost_and_counted_exactly(
     assert len(missing) == lost["disk_full"]  # every gap is counted, nothing more
     service.stop()
     sub.close()
+
+
+def test_a_stop_while_the_disk_is_full_says_what_is_lost(
+    tmp_path: Path, small_disk: Path, broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    service, _ = start(tmp_path, small_disk, broker.port, overflow=5000)
+    fill(small_disk)
+    produce(service, 0, 100)
+    assert service.spool.pending == 100
+    service.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt.spool"]
+    assert any("100 message(s) in memory could not be written (disk_full)" in m for m in lines)
+    assert not [r for r in caplog.records if "stay spooled" in r.getMessage()]  # none on disk
