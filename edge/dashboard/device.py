@@ -1,4 +1,5 @@
-"""One device as the dashboard sees it: DeviceState with its SeqTrack per topic kind.
+"""One device as the dashboard sees it: DeviceState with its SeqTrack per topic kind; and
+the fleet's Totals.
 
 Every part of a tile that can change on its own is a **section** (``SECTIONS``); the Fleet
 stamps a section with its version when a message changes it, and history points carry the
@@ -186,3 +187,29 @@ class DeviceState:
         if name in ("events", "results"):
             return {name: list(getattr(self, name))}
         return {name: getattr(self, name)}  # info, telemetry
+
+
+@dataclass(slots=True)
+class Totals:
+    messages: int = 0
+    invalid: int = 0
+    ignored: int = 0
+    duplicates: int = 0
+    long_ids: int = 0  # messages from device ids over max_id_length, dropped
+    oversized: int = 0  # payloads over max_payload_bytes, dropped unread
+    evicted: int = 0  # devices removed to make room for new ones
+    refused: int = 0  # messages from new devices while full of online ones
+    last_invalid: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "invalid": self.invalid,
+            "ignored": self.ignored,
+            "duplicates": self.duplicates,
+            "long_ids": self.long_ids,
+            "oversized": self.oversized,
+            "evicted": self.evicted,
+            "refused": self.refused,
+            "last_invalid": self.last_invalid,
+        }

@@ -138,17 +138,17 @@ class _Handler(BaseHTTPRequestHandler):
         cache: bool = True,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
         if not cache:
-            self.send_header("Cache-Control", "no-store")
-        for name, value in extra:
-            self.send_header(name, value)
-        for name, value in SECURITY_HEADERS.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+            headers["Cache-Control"] = "no-store"
+        try:
+            self.send_response(status)
+            for name, value in (*headers.items(), *extra, *SECURITY_HEADERS.items()):
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away
+            log.debug("http %s: left before the reply", self.address_string())
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s: %s", self.address_string(), redact(format % args))

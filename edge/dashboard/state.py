@@ -35,43 +35,16 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from edge.dashboard import payloads
 from edge.dashboard.defaults import MAX_DEVICES, MAX_ID_LENGTH, MAX_PAYLOAD_BYTES
-from edge.dashboard.device import KIND_SECTIONS, DeviceState, SeqTrack
+from edge.dashboard.device import KIND_SECTIONS, DeviceState, SeqTrack, Totals
 from edge.dashboard.errors import InvalidPayloadError
 
 log = logging.getLogger(__name__)
 REMOVALS_KEPT = 1024  # evictions remembered for pages' deltas; older: a page gets a full state
 WARN_EVERY = 1000
-
-
-@dataclass(slots=True)
-class Totals:
-    messages: int = 0
-    invalid: int = 0
-    ignored: int = 0
-    duplicates: int = 0
-    long_ids: int = 0  # messages from device ids over max_id_length, dropped
-    oversized: int = 0  # payloads over max_payload_bytes, dropped unread
-    evicted: int = 0  # devices removed to make room for new ones
-    refused: int = 0  # messages from new devices while full of online ones
-    last_invalid: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "messages": self.messages,
-            "invalid": self.invalid,
-            "ignored": self.ignored,
-            "duplicates": self.duplicates,
-            "long_ids": self.long_ids,
-            "oversized": self.oversized,
-            "evicted": self.evicted,
-            "refused": self.refused,
-            "last_invalid": self.last_invalid,
-        }
 
 
 class Fleet:
