@@ -131,6 +131,9 @@ class MqttTopic(SourceBase):
         """paho's loop on this source's thread; a crash is recorded for read() to raise."""
         try:
             client.loop_forever(timeout=LOOP_POLL_S, retry_first_connection=True)
+            if client is self._client and not self.closed and not self._abort.is_set():
+                self._died = "the network loop ended without being asked to"
+                logger.error("mqtt %s: %s", self.address, self._died)
         except Exception as exc:
             self._died = f"the network thread died: {type(exc).__name__}: {exc}"
             logger.exception("mqtt %s: %s", self.address, self._died)
