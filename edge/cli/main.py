@@ -223,7 +223,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _add_doctor(sub: Any) -> None:
     p = sub.add_parser(
         "doctor",
-        help="diagnose this device: runtime, delegates, Coral, heat, clock, broker, disk",
+        help="diagnose this device: runtime, delegates, Coral, heat, clock, broker, disk, "
+        "sources, model, threads, service user",
         description="Check what breaks edge devices most and print each finding with a "
         "one-line fix. Exit 0 when nothing is a problem (warnings allowed), 1 otherwise.",
     )
@@ -267,6 +268,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         broker=parse_broker(args.broker) if args.broker is not None else None,
         thresholds=Thresholds.for_config(config),
     )
+    if not (args.verbose or args.debug):  # the model spec's warnings are findings here
+        logging.getLogger("edge.daemon.model_spec").setLevel(logging.ERROR)
     findings = diagnose(context)
     print(render_json(findings) if args.json else render_report(findings))
     return exit_code(findings)

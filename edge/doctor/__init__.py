@@ -6,6 +6,9 @@
 - :mod:`edge.doctor.hardware`: Coral USB speed, udev rule and device node; Edge TPU on PCIe;
   temperature and the Raspberry Pi firmware's throttling flags.
 - :mod:`edge.doctor.system`: the clock and NTP, free disk space, the configured bundle.
+- :mod:`edge.doctor.settings`: threads against cores; the model's outputs against its task.
+- :mod:`edge.doctor.sources`: each configured source opens (camera, file, stream, folder).
+- :mod:`edge.doctor.service`: the systemd unit's user and groups exist.
 - :mod:`edge.doctor.broker`: TCP connect and an MQTT CONNECT to the broker.
 - :mod:`edge.doctor.checks`: the table of checks and :func:`diagnose`, which never crashes.
 - :mod:`edge.doctor.report`: the table, the summary line, JSON and the exit code.

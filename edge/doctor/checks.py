@@ -9,6 +9,9 @@ from edge.doctor.broker import check_broker
 from edge.doctor.findings import DoctorContext, Finding
 from edge.doctor.hardware import check_coral, check_temperature
 from edge.doctor.runtime import check_delegates, check_runtime
+from edge.doctor.service import check_service
+from edge.doctor.settings import check_threads
+from edge.doctor.sources import check_sources
 from edge.doctor.system import check_bundle, check_clock, check_disk
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("broker", check_broker),
     ("disk", check_disk),
     ("bundle", check_bundle),
+    ("sources", check_sources),
+    ("threads", check_threads),
+    ("service", check_service),
 )
 
 

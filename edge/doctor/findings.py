@@ -66,6 +66,7 @@ class Thresholds:
     # A clock before this was never set: certificates issued since look not yet valid.
     clock_floor: dt.datetime = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
     broker_timeout_s: float = 3.0
+    source_timeout_s: float = 2.0  # a stream's TCP connect
 
     @classmethod
     def for_config(cls, config: EdgeConfig | None) -> Thresholds:

@@ -9,7 +9,8 @@ from pathlib import Path
 from edge.daemon.config import state_dir
 from edge.daemon.model_spec import resolve_model
 from edge.doctor.findings import DoctorContext, Finding, Severity
-from edge.errors import EdgeError
+from edge.doctor.settings import model_findings
+from edge.errors import ConfigError, EdgeError
 from edge.install.slots import current_name
 
 NTP_FIX = "sudo timedatectl set-ntp true (systemd-timesyncd must reach an NTP server)"
@@ -126,6 +127,8 @@ def check_bundle(ctx: DoctorContext) -> list[Finding]:
             if config.bundle == "current"
             else "point bundle: at an existing bundle folder or .tflite, or use bundle: current"
         )
+        if isinstance(exc, ConfigError):  # the sidecar or postprocess does not fit the model
+            fix = "correct the model's sidecar or the config's postprocess (docs/decoders.md)"
         return [Finding("bundle", "problem", f"bundle: {config.bundle}: {exc}", fix)]
     what = f"{spec.name} {spec.version}"
     if config.bundle == "current":
@@ -146,7 +149,8 @@ def check_bundle(ctx: DoctorContext) -> list[Finding]:
                 )
             ]
     found = [Finding("bundle", "ok", f"bundle: {config.bundle}: {what}, {spec.model_path.name}")]
-    return found + decoder_findings(spec.postprocess.decoder_name, spec.warnings)
+    decoder = decoder_findings(spec.postprocess.decoder_name, spec.warnings)
+    return found + decoder + model_findings(ctx, spec)
 
 
 def decoder_findings(decoder: str | None, warnings: tuple[str, ...]) -> list[Finding]:

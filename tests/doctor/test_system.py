@@ -143,9 +143,11 @@ def test_the_installed_bundle_is_found_and_its_model_checked(
     install_bundle(kit.bundle, root=install_root, trusted_keys=kit.keys_dir, selftest=False)
     ctx = DoctorContext(config=config(bundle="current", install_root=str(install_root)))
 
-    (found,) = check_bundle(ctx)
+    findings = by_id(check_bundle(ctx))
+    found = findings["bundle"]
     assert found.severity == "ok"
     assert found.finding.startswith("bundle: current: digits 1 (slot digits-1-")
+    assert findings["model.outputs"].severity == "ok"  # a class vector, run as classification
 
     model = next((install_root / "current").glob("*.tflite"))
     model.chmod(0o644)
