@@ -199,7 +199,7 @@ class MqttService:
                 streams=streams,
             ).to_json()
 
-        if self.spool_telemetry:
+        if self.spool_telemetry and self.spool.fault is None:  # else live: it must not wait
             self.spool_publish("telemetry", self.topics.telemetry, build, qos=self.settings.qos)
         else:
             seq = self.spool.next_seq("telemetry")

@@ -82,9 +82,11 @@ def scrape(view: Watched, check: HealthCheck) -> str:
     return generate_latest(make_registry(view, lambda: check.evaluate(view))).decode()
 
 
-def start(tmp_path: Path, disk: Path, port: int, overflow: int) -> tuple[MqttService, Watched]:
+def start(
+    tmp_path: Path, disk: Path, port: int, overflow: int, **mqtt: Any
+) -> tuple[MqttService, Watched]:
     spool = {"path": str(disk / "spool" / "spool.sqlite"), "overflow_events": overflow}
-    daemon = StandInDaemon(edge_config(tmp_path / "state", port, spool=spool))
+    daemon = StandInDaemon(edge_config(tmp_path / "state", port, spool=spool, mqtt=mqtt))
     service = attach(daemon).start()
     assert service.connection.connected.wait(10)
     return service, Watched(daemon, service)
@@ -183,3 +185,17 @@ def test_a_stop_while_the_disk_is_full_says_what_is_lost(
     lines = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt.spool"]
     assert any("100 message(s) in memory could not be written (disk_full)" in m for m in lines)
     assert not [r for r in caplog.records if "stay spooled" in r.getMessage()]  # none on disk
+
+
+def test_spooled_telemetry_goes_live_while_the_disk_is_full(
+    tmp_path: Path, small_disk: Path, broker: Broker
+) -> None:
+    sub = Subscriber(broker.port, [f"{ROOT}/telemetry"], client_id="dash")
+    service, _ = start(tmp_path, small_disk, broker.port, overflow=100, spool_telemetry=True)
+    fill(small_disk)
+    produce(service, 0, 300)  # the disk's fault is found
+    seen = len(sub.on(f"{ROOT}/telemetry"))
+    assert sub.wait(lambda: len(sub.on(f"{ROOT}/telemetry")) >= seen + 3)
+    assert sub.on(f"{ROOT}/telemetry")[-1].json()["spool"]["fault"] == "disk_full"
+    service.stop()
+    sub.close()
