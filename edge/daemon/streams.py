@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from edge.daemon.config import EdgeConfig
 from edge.errors import ConfigError
+from edge.sources.config import with_channels
 from edge.sources.errors import SourceError, SourceTimeoutError
 from edge.sources.factory import RetryingSource, make_source
 from edge.sources.frames import Frame
@@ -72,10 +73,12 @@ class Stream:
         retry: Any,
         queue_size: int,
         policy: Literal["drop_oldest", "block"] | None = None,
+        sample_channels: int | None = None,
     ) -> None:
         self.name = settings.name
         self.settings = settings
-        self.source = RetryingSource(make_source(settings.source), settings.retry or retry)
+        source = make_source(with_channels(settings.source, sample_channels))
+        self.source = RetryingSource(source, settings.retry or retry)
         self.live = self.source.live
         self.description = f"{self.name} ({self.source.description})"
         drop = settings.drop_policy or "auto"
@@ -237,7 +240,9 @@ class StreamSet:
         self._closed = threading.Event()
 
     @classmethod
-    def build(cls, config: EdgeConfig) -> StreamSet:
+    def build(cls, config: EdgeConfig, *, sample_channels: int | None = None) -> StreamSet:
+        """``sample_channels``: the model's values per sample, the channel count of each
+        sensor stream that configures none (edge.sources.config.with_channels)."""
         return cls(
             [
                 Stream(
@@ -245,6 +250,7 @@ class StreamSet:
                     motion=config.motion,
                     retry=config.retry,
                     queue_size=config.pipeline.queue_size,
+                    sample_channels=sample_channels,
                 )
                 for settings in config.streams()
             ]

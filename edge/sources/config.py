@@ -234,6 +234,17 @@ def is_sensor(source: SourceConfig) -> bool:
     return source.type in SENSOR_SOURCES
 
 
+def with_channels(source: SourceConfig, channels: int | None) -> SourceConfig:
+    """``source`` with ``channels`` (the model's channels per sample) where it takes a
+    channel count and configures none (serial, mqtt), so a stream's count comes from the
+    model rather than from what its first inputs agree on; else ``source`` unchanged."""
+    if channels is None or "channels" not in type(source).model_fields:
+        return source
+    if getattr(source, "channels", None) is not None:
+        return source
+    return source.model_copy(update={"channels": channels})
+
+
 _SYNTHETIC = re.compile(r"synthetic(?::(?P<kind>.*))?")
 _NEEDS_MAPPING = "give it as a mapping, e.g. {type: %s, %s}"
 

@@ -22,7 +22,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.daemon.streams import Stream
-from edge.sources import MqttSource, RetryPolicy, make_source
+from edge.sources import MqttSource, RetryPolicy, VideoSource, make_source
+from edge.sources.config import with_channels
 from edge.sources.motion import MotionSettings
 from edge.sources.sensors.mqtt import MqttTopic
 from edge.sources.streams import StreamSettings
@@ -257,3 +258,44 @@ def wait_for(get: Any, ready: Any, timeout: float = 10) -> Any:
         assert time.monotonic() < deadline, value
         time.sleep(0.05)
     return value
+
+
+def test_the_models_channel_count_fixes_a_stream_that_configures_none(broker: Broker) -> None:
+    settings = StreamSettings.model_validate(
+        {
+            "name": "model-fixed",
+            "source": {
+                "type": "mqtt",
+                "host": broker.host,
+                "port": broker.port,
+                "topic": "g/model",
+                "window": 1,
+                "qos": 1,
+            },
+        }
+    )
+    stream = Stream(
+        settings, motion=MotionSettings(), retry=RetryPolicy(), queue_size=10, sample_channels=1
+    )
+    stream.open(threading.Event())
+    client = publisher(broker)
+    try:
+        send(client, "g/model", [1.0, 2.0])  # first, but the model says one channel
+        send(client, "g/model", [3.0])  # no need to wait for three that agree
+        frame = stream.queue.get(timeout=5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        stream.close()
+        stream.join(5)
+    assert frame.data.tolist() == [[3.0]]
+    assert stream.stats()["rejected"] == {"channels": 1}
+
+
+def test_with_channels_fills_only_sensor_sources_that_configure_none() -> None:
+    mqtt_source = MqttSource(topic="t", window=4)
+    assert with_channels(mqtt_source, 3) == mqtt_source.model_copy(update={"channels": 3})
+    fixed = MqttSource(topic="t", window=4, channels=2)
+    assert with_channels(fixed, 3) is fixed  # the config wins; the pipeline reports a misfit
+    video = VideoSource(path=Path("x.avi"))
+    assert with_channels(video, 3) is video and with_channels(mqtt_source, None) is mqtt_source
