@@ -11,8 +11,9 @@ degraded
     one: edge.postprocess.recognise); a decoder's warning about what it decoded (scores
     outside [0, 1]); postprocessing failed for some frames in the last minute;
     the source is retrying; the broker has been away longer than ``broker_grace_s``;
-    the spool is fuller than ``spool_filling`` of its ``max_bytes`` or lost events
-    recently; the delegate chain fell back (the delegate wanted and why it failed);
+    the spool is fuller than ``spool_filling`` of its ``max_bytes``, lost events
+    recently or cannot be written (disk full, read-only, I/O error); the delegate
+    chain fell back (the delegate wanted and why it failed);
     the temperature is above ``temperature_high_c``; a drift statistic is above
     ``drift.threshold``.
 
