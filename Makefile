@@ -81,7 +81,8 @@ demo: $(DEMO)/digits-desk.avi
 # the whole path (edge bench --pipeline: raw, naive, daemon and the ceiling, 3 interleaved
 # runs, min/median/max), the pipeline's per-frame overhead, the spool's events/s to mosquitto
 # at QoS 1 (needs mosquitto_sub: apt-get install mosquitto-clients), and peak RSS per memory
-# lever, and several streams, motion gating and events (tests/benchmarks/streams.py).
+# lever, and several streams, motion gating and events (tests/benchmarks/streams.py), and a
+# 10-minute soak of edge run with everything on: RSS every 15 s and its slope (soak.py).
 # Ratios are against the raw interpreter and the naive loop measured in the same run.
 BENCH_VIDEO := $(BUILD)/bench/frames.avi
 bench: $(STAMP) thirdparty
