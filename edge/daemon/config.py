@@ -116,6 +116,9 @@ class MqttSettings(_Settings):
     commands: list[CommandName] = Field(default_factory=lambda: list(SAFE_COMMANDS))
     install_max_mb: float = Field(default=256.0, gt=0, le=16_384.0)  # a bundle 'install' gets
     install_allow_http: bool = False  # 'install' by URL: https only unless set
+    install_timeout_s: float = Field(default=120.0, gt=0)  # the whole download of a URL install
+    install_dir: Path | None = None  # 'install' by path: only under it; default ROOT/incoming
+    install_allow_downgrade: bool = False  # 'install' with force (not newer) over MQTT
 
     @model_validator(mode="after")
     def _backoff_order(self) -> MqttSettings:

@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from edge.daemon.control import check_bundle_path, fetch_bundle
 from edge.errors import EdgeError
 from edge.mqtt.schemas import (
     COMMANDS,
@@ -188,21 +187,31 @@ class Commands:
         return Outcome(True, detail=detail, publish=((topic, jpeg),))
 
     def _install(self, command: InstallCommand) -> Outcome:
+        # edge.install (cryptography, the bundle reader) is imported only to install
+        from edge.install.download import bundle_in_folder, fetch_bundle
+
         if (command.path is None) == (command.url is None):
             return Outcome(False, "install: give exactly one of path (on the device) and url")
+        settings = self.daemon.config.mqtt
+        if command.force and not settings.install_allow_downgrade:
+            return Outcome(
+                False,
+                "install: force (a version not newer than the installed one) is not allowed "
+                "over MQTT on this device; set mqtt.install_allow_downgrade: true to allow it",
+            )
+        root = Path(self.daemon.config.root)
         downloaded: Path | None = None
         if command.url is not None:
-            folder = Path(self.daemon.config.root) / "downloads"
             downloaded = fetch_bundle(
                 command.url,
-                folder,
+                root / "downloads",
                 max_bytes=self.max_download_bytes,
                 allow_http=self.allow_http,
+                timeout_s=settings.install_timeout_s,
             )
             path = downloaded
         else:
-            assert command.path is not None
-            path = check_bundle_path(command.path)
+            path = bundle_in_folder(command.path or "", settings.install_dir or root / "incoming")
         try:
             detail = self.daemon.install(path, force=command.force)
         finally:

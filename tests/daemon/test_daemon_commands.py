@@ -210,7 +210,7 @@ def test_install_by_path_and_url_then_reload_and_refuse_what_is_not_trusted(
         variant(kit, offered / f"digits-{n}.tar.gz", fields={"version": n}) for n in (2, 3)
     )
     bad = tamper(kit.bundle, offered / "digits-bad.tar.gz", "model.tflite", 100)
-    mqtt = {"install_allow_http": True}
+    mqtt = {"install_allow_http": True, "install_dir": str(offered)}  # path installs: from there
     with (
         running_daemon(tmp_path, broker.port, "current", demo["video"], **mqtt) as (daemon, sub),
         http_server(offered) as site,
@@ -224,7 +224,8 @@ def test_install_by_path_and_url_then_reload_and_refuse_what_is_not_trusted(
         for payload, reason in [
             ({"path": str(bad)}, "member model.tflite: sha256"),
             ({"path": str(two)}, "is the same as the installed digits 2"),
-            ({"path": str(tmp_path / "missing.tar.gz")}, "no such bundle"),
+            ({"path": str(offered / "missing.tar.gz")}, "no such bundle"),
+            ({"path": str(tmp_path / "elsewhere.tar.gz")}, "takes a bundle under"),
             ({"url": f"{site}/nothing.tar.gz"}, "cannot download"),
             ({"url": "ftp://example.com/b.tar.gz"}, "url: String should match pattern"),
         ]:

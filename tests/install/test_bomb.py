@@ -122,8 +122,16 @@ def _rss_kib(pid: int, field: str) -> int:
 
 @contextmanager
 def edge_run(
-    tmp_path: Path, port: int, root: Path, keys: Path, video: Path
-) -> Iterator[subprocess.Popen[str]]:
+    tmp_path: Path,
+    port: int,
+    root: Path,
+    keys: Path,
+    video: Path,
+    *,
+    mqtt: dict[str, object] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`edge run` on a looping video with ping and install allowed; its log goes to
+    tmp_path/edge-run.log."""
     config = tmp_path / "edge.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -141,22 +149,23 @@ def edge_run(
                     "port": port,
                     "commands": ["ping", "install"],
                     "discovery": False,
+                    **(mqtt or {}),
                 },
                 "telemetry_interval_s": 0.5,
                 "spool": {"path": str(tmp_path / "spool.sqlite")},
             }
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        stop_process(process)
+    with open(tmp_path / "edge-run.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            yield process
+        finally:
+            stop_process(process)
 
 
 def ask(sub: Subscriber, name: str, payload: dict[str, object]) -> dict[str, object]:
