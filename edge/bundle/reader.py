@@ -194,7 +194,12 @@ class _Tar:
 
 
 def _corrupt(origin: str, exc: BaseException) -> CorruptArchiveError:
-    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, gzip.BadGzipFile):  # its message quotes the file's first bytes
+        reason = "not gzip data (a bundle is a .tar.gz)"
+    elif isinstance(exc, EOFError):
+        reason = "the file ends before the gzip stream does (truncated)"
+    else:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
     return CorruptArchiveError(f"{origin}: not a readable gzip'd tar: {reason}",
                                rule="corrupt archive")  # fmt: skip
 

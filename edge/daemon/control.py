@@ -5,8 +5,6 @@
   also keeps a reference to the last frame it saw (for ``snapshot``: no copy per frame).
 - :func:`live_postprocess_config`: a postprocess config with live settings on top,
   validated by the config's own rules.
-- :func:`fetch_bundle`: download a bundle for ``install`` by URL, https only unless
-  allowed, size-capped, into a temporary file.
 - :func:`install_signal_handlers` (SIGTERM/SIGINT stop, SIGHUP reloads) and
   :class:`FirstResult` (the start-up time of the daemon).
 """
@@ -14,9 +12,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -40,8 +36,6 @@ from edge.sources.frames import Frame
 
 log = logging.getLogger(__name__)
 LIVE_KEYS = ("threshold", "top_k")  # what 'set' may change
-DOWNLOAD_TIMEOUT_S = 60.0
-CHUNK = 1 << 16
 
 
 class ControlError(EdgeError):
@@ -149,70 +143,6 @@ def live_postprocess_config(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ControlError(f"live settings {dict(settings)} refused: {problems}") from exc
-
-
-def fetch_bundle(
-    url: str,
-    folder: Path,
-    *,
-    max_bytes: int,
-    allow_http: bool = False,
-    timeout_s: float = DOWNLOAD_TIMEOUT_S,
-) -> Path:
-    """Download ``url`` into a new file under ``folder``; the caller removes it.
-
-    Only https (and http with ``allow_http``); at most ``max_bytes`` (the announced
-    Content-Length is checked first, the bytes received as they come). ControlError
-    names the URL and the reason; a partial file is removed.
-    """
-    import urllib.error  # urllib.request (~7 MB) only for an install by URL
-    import urllib.parse
-    import urllib.request
-
-    parts = urllib.parse.urlsplit(url)
-    allowed = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in allowed or not parts.netloc:
-        extra = "" if allow_http else " (http needs mqtt.install_allow_http: true)"
-        raise ControlError(f"{url!r} is not an {' or '.join(allowed)} URL{extra}")
-    name = os.path.basename(parts.path) or "bundle.tar.gz"
-    suffix = ".tar.gz" if name.endswith(".tar.gz") else Path(name).suffix
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=suffix, dir=folder)
-    path = Path(tmp)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as reply:  # noqa: S310 - scheme checked above
-            announced = reply.headers.get("Content-Length")
-            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
-                raise ControlError(
-                    f"{url} is {int(announced)} bytes; the limit is {max_bytes} "
-                    "(mqtt.install_max_mb)"
-                )
-            received = 0
-            while chunk := reply.read(CHUNK):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise ControlError(
-                        f"{url} is larger than the limit of {max_bytes} bytes "
-                        "(mqtt.install_max_mb); download stopped"
-                    )
-                out.write(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        path.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise ControlError(f"cannot download {url}: {reason}") from exc
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    log.info("downloaded %s (%d bytes)", url, received)
-    return path
-
-
-def check_bundle_path(path: str) -> Path:
-    """The local bundle ``path`` if it exists; ControlError otherwise."""
-    found = Path(path).expanduser()
-    if not found.exists():
-        raise ControlError(f"no such bundle {path!r} on this device")
-    return found
 
 
 class Controlled(Protocol):
@@ -333,8 +263,6 @@ __all__ = [
     "DecodeStats",
     "FirstResult",
     "LivePostprocess",
-    "check_bundle_path",
-    "fetch_bundle",
     "install_and_reload",
     "install_signal_handlers",
     "live_postprocess_config",

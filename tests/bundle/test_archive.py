@@ -200,3 +200,13 @@ def test_writing_refuses_unsafe_names(tmp_path: Path) -> None:
     with pytest.raises(UnsafeMemberError, match=r"sub-folder"):
         write_archive(tmp_path / "b.tar.gz", {"a/b": b""})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_file_that_is_not_gzip_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    path = tmp_path / "passwd"
+    path.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    with pytest.raises(CorruptArchiveError) as caught:
+        read_archive(path)
+    assert str(caught.value) == (
+        f"{path}: not a readable gzip'd tar: not gzip data (a bundle is a .tar.gz)"
+    )
