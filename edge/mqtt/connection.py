@@ -101,6 +101,7 @@ class Connection:
         self.spooled: Callable[[str], bool] = lambda topic: False
         self.outages = 0  # since start
         self.lost_live: dict[str, int] = {}  # live messages lost while away, per kind
+        self._count_lock = threading.Lock()
         self._away_logged = False  # the current outage's WARNING is out
         self._probing = True  # paho's delay is PROBE_S (unreachable), else the backoff
         client = mqtt.Client(
@@ -201,10 +202,11 @@ class Connection:
         return info
 
     def _count_lost(self, topics: list[str]) -> None:
-        for topic in topics:
-            root = f"{self.topics.root}/"
-            kind = topic[len(root) :].split("/")[0] if topic.startswith(root) else "discovery"
-            self.lost_live[kind] = self.lost_live.get(kind, 0) + 1
+        root = f"{self.topics.root}/"
+        with self._count_lock:  # publishers' threads and paho's
+            for topic in topics:
+                kind = topic[len(root) :].split("/")[0] if topic.startswith(root) else "discovery"
+                self.lost_live[kind] = self.lost_live.get(kind, 0) + 1
 
     def _delays(self, *, probing: bool, force: bool = False) -> None:
         """paho's reconnect delay: PROBE_S while the broker is unreachable, the backoff
@@ -237,7 +239,7 @@ class Connection:
         self.outages += 1
         log.warning(
             "mqtt %s: %s; reconnecting (every %g s while unreachable); events wait in the "
-            "spool, telemetry and other live messages are not kept",
+            "spool, live messages (telemetry unless mqtt.spool_telemetry) are not kept",
             self.address, why, min(PROBE_S, self.backoff.max_s),
         )  # fmt: skip
 
@@ -321,7 +323,8 @@ class Connection:
         else:
             log.info("mqtt %s: connected", self.address)
         self._away_logged = False
-        self.lost_live = {}
+        with self._count_lock:
+            self.lost_live = {}
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self.attempts.append(time.monotonic())
