@@ -144,7 +144,7 @@ def install_service(
             found = re.search(r"(?m)^SupplementaryGroups=(.+)$", unit)
             groups = f"--groups {','.join(found.group(1).split())} " if found else ""
             notes.append(
-                f"user {user!r} does not exist: create it (useradd --system --shell "
+                f"user {user!r} does not exist: create it (useradd --system --user-group --shell "
                 f"/usr/sbin/nologin --home-dir {root} {groups}{user}; packager deploy "
                 "--provision does it)"
             )

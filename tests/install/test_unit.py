@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import pwd
 import re
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from packager.bundle.unit import service_unit
 from packager.bundle.writer import build_bundle
 from tests.install.bundles import Kit
 from tests.models import DigitsModels
+from tests.waiting import wait_until
 
 MAX_EXPOSURE = 4.0
 EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
@@ -83,6 +85,10 @@ def test_a_camera_bundles_unit_is_hardened_and_valid(kit: Kit, tmp_path: Path) -
     text = unit.read_text().splitlines()
     assert "ExecReload=/bin/kill -HUP $MAINPID" in text and "UMask=0027" in text
     assert f"ReadWritePaths={tmp_path / 'state'}" in text, "a root outside /var/lib/edge"
+    again = install_service(tmp_path / "state", unit_dir=tmp_path / "units", etc_dir=tmp_path)
+    if "edge" not in {entry.pw_name for entry in pwd.getpwall()}:
+        assert "useradd --system --user-group --shell /usr/sbin/nologin --home-dir " \
+            f"{tmp_path / 'state'} --groups video edge;" in again.describe()  # fmt: skip
 
 
 @needs_analyze
@@ -147,3 +153,38 @@ def test_edge_run_survives_memory_deny_write_execute(digits: DigitsModels, tmp_p
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(results.read_text().splitlines()) == 12
+
+
+def test_systemctl_reload_makes_the_daemon_read_its_config_again(
+    kit: Kit, digits: DigitsModels, tmp_path: Path
+) -> None:
+    """The unit's ExecReload= command, with $MAINPID as systemd fills it in, on a running
+    `edge run --config`: the daemon reloads and goes on."""
+    unit = installed_unit(kit.bundle, kit.keys_dir, tmp_path)
+    reload_line = next(
+        line for line in unit.read_text().splitlines() if line.startswith("ExecReload=")
+    )
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, image in enumerate(digits.arrays()["x_test"][:4]):
+        cv2.imwrite(str(frames / f"{i:02d}.png"), (np.squeeze(image) * 255).astype(np.uint8))
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        f"bundle: current\ninstall_root: {tmp_path / 'state'}\nsinks: []\nruntime: {{threads: 1}}\n"
+        f"source: {{type: images, path: {frames}, loop: true, realtime_fps: 20}}\n"
+    )
+    log = tmp_path / "daemon.log"
+    edge = Path(sys.executable).parent / "edge"
+    with open(log, "wb") as out:
+        argv = [str(edge), "run", "--config", str(config), "--report-every", "1"]
+        daemon = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "first result" in log.read_text() or "fps" in log.read_text(), 60)
+        command = reload_line.removeprefix("ExecReload=").replace("$MAINPID", str(daemon.pid))
+        subprocess.run(command.split(), check=True, timeout=10)
+        wait_until(lambda: "reloaded: digits 1 " in log.read_text(), 60)
+        assert daemon.poll() is None, "still running after the reload"
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+    assert daemon.returncode == 0, log.read_text()[-2000:]
