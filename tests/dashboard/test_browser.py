@@ -298,3 +298,73 @@ def test_two_daemons_live_in_the_browser_and_one_killed(
         if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]
     ]
     assert errors == [], errors
+
+
+def test_behind_a_token_the_page_keeps_up_by_deltas_and_drops_evicted_tiles(
+    broker: Broker, browser: Any, tmp_path: Path
+) -> None:
+    """No daemons here: two paho publishers, a dashboard with a token and room for two
+    devices. The page signs in with ?token=, its merged deltas equal /api/state, and the
+    tile of a device evicted for a third one goes."""
+    from tests.dashboard import payloads
+    from tests.dashboard.support import Device
+    from tests.dashboard.test_server import start_dashboard
+
+    token = "5f4e3d2c1b0a99887766554433221100"
+    (tmp_path / "token").write_text(token)
+    dashboard = start_dashboard(broker.port, token_file=tmp_path / "token", max_devices=2)
+    devices = [Device(broker.port, name) for name in ("cam-a", "cam-b", "cam-c")]
+    bearer = {"Authorization": f"Bearer {token}"}
+    try:
+        browser.get(dashboard.url)
+        assert "needs its token" in browser.find_element("tag name", "body").text
+        browser.get(f"{dashboard.url}?token={token}")
+        assert browser.current_url == dashboard.url  # redirected, the token gone from the bar
+        wait_until(lambda: browser.execute_script("return page.fleet !== null"), timeout=10)
+        for device in devices[:2]:
+            device.publish("status", "online")
+            for seq in range(1, 6):
+                device.publish("telemetry", payloads.telemetry(seq, time.time(), fps=20.0 + seq))
+
+        def same_as_the_server() -> bool:
+            server = _state(dashboard.url, bearer)["devices"]
+            shown = browser.execute_script("return Object.fromEntries(page.devices)")
+            return bool(server) and shown == server
+
+        wait_until(
+            lambda: (
+                same_as_the_server()
+                and (_state(dashboard.url, bearer)["devices"].get("cam-b") or {}).get("telemetry")
+                and _state(dashboard.url, bearer)["devices"]["cam-b"]["telemetry"]["seq"] == 5
+            ),
+            timeout=10,
+        )
+        shown = browser.execute_script("return page.devices.get('cam-a').history.length")
+        assert shown == 5  # five points, each sent once as history_add
+        devices[0].publish("status", "offline")
+        devices[2].publish("status", "online")  # the table is full: cam-a, offline, goes
+        wait_until(
+            lambda: (
+                browser.execute_script(
+                    "return [...document.querySelectorAll('.tile[data-device]')]"
+                    ".map((t) => t.dataset.device).join(',')"
+                )
+                == "cam-b,cam-c"
+            ),
+            timeout=10,
+        )
+        assert "1 devices evicted" in browser.find_element("id", "foot").text
+        wait_until(same_as_the_server, timeout=10)
+    finally:
+        for device in devices:
+            device.close()
+        dashboard.stop()
+
+
+def _state(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url + "api/state", headers=headers)) as r:
+        found: dict[str, Any] = json.loads(r.read())
+        return found
