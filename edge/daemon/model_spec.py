@@ -235,6 +235,7 @@ def _from_bundle(
             f"{folder}: the bundle's model {manifest.model.file} is missing; reinstall the bundle"
         )
     post = manifest.postprocessing.model_dump(exclude_none=True)
+    post |= post.pop("decoding", None) or {}  # the decoder's settings, beside the thresholds
     labels_file = post.pop("labels_file", None)
     labels = _labels_file(folder / labels_file) if labels_file else None
     postprocess = override_post or _postprocess(

@@ -193,7 +193,7 @@ def run_recipe(
     name: str | None = None,
     version: str = "1",
     labels: Path | None = None,
-    task: str = "classification",
+    task: str | None = None,
     preprocess: PreprocessSpec | None = None,
     allow_uncompiled: bool = False,
     bundle_dir: Path | None = None,
