@@ -390,7 +390,10 @@ class Daemon:
         self._pipeline.start().feed(self._source)
 
     def _streams(self, config: EdgeConfig) -> StreamSet:
-        return StreamSet.build(config)
+        """The sources; a sensor stream without ``channels`` takes the model's, where its
+        input says ([batch, window, channels]), instead of what its first inputs agree on."""
+        shape = self._runner.inputs[0].shape if self._runner is not None else ()
+        return StreamSet.build(config, sample_channels=shape[-1] if len(shape) == 3 else None)
 
     def _end_streams(self) -> None:
         """A stream that ended (a file, a camera given up on) ends its tracked objects."""
