@@ -175,7 +175,15 @@ def _streams(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
         "Each stream's state (1 for the current one): running, retrying, ended or failed.",
         labels=["stream", "state"],
     )
+    rejected = CounterMetricFamily(
+        "edge_stream_rejected_inputs",
+        "Per stream since start: inputs the source skipped as bad, per reason (too large, "
+        "too deep, wrong channel count, undecodable frame ...: docs/runtime.md).",
+        labels=["stream", "reason"],
+    )
     for name, st in stats.items():
+        for reason, count in sorted((st.get("rejected") or {}).items()):
+            rejected.add_metric([name, reason], float(count))
         for key in STREAM_RATES:
             rates.add_metric([name, key.removesuffix("_fps")], float(st.get(key, 0.0)))
         for key in STREAM_COUNTERS:
@@ -185,6 +193,7 @@ def _streams(stats: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
     yield rates
     yield frames
     yield states
+    yield rejected
 
 
 def _identity(described: Mapping[str, Any]) -> Iterator[Metric]:
