@@ -129,3 +129,25 @@ def test_threads_on_the_command_line_are_bounded_too(tmp_path: Path) -> None:
         edge_run(tmp_path / "m.tflite", "--source", "synthetic", "--threads", "999")
     )
     assert "runtime.threads: Input should be less than or equal to 256, got 999" in line
+
+
+@pytest.mark.parametrize(
+    ("sidecar", "labels", "expected"),
+    [
+        (b"task: classification\ntask: detection\n", None, "the key 'task' is given twice"),
+        (b"task: classification\nlabels_file: labels.txt\n", b"z\xe9ro\n", "not UTF-8 text"),
+        (b"task: classification\nlabels: zero\n", None, "labels: Input should be a valid list"),
+    ],
+)
+def test_a_bad_sidecar_is_one_line_naming_it(
+    demo: dict[str, Path], tmp_path: Path, sidecar: bytes, labels: bytes | None, expected: str
+) -> None:
+    model = tmp_path / "digits.tflite"
+    model.write_bytes(demo["fp32"].read_bytes())
+    model.with_suffix(".yaml").write_bytes(sidecar)
+    if labels is not None:
+        (tmp_path / "labels.txt").write_bytes(labels)
+
+    line = one_error_line(edge_run(model, "--source", "synthetic", "--max-frames", "1"))
+
+    assert str(tmp_path) in line and expected in line, line
