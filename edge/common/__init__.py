@@ -1,4 +1,5 @@
-"""Small helpers every part may use (pydantic error wording, text tables, private files).
+"""Small helpers every part may use (pydantic error wording, text tables, private files,
+strict YAML: yamltext).
 
 It imports nothing from ``edge`` but ``edge.errors``.
 """
