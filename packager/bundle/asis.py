@@ -94,8 +94,10 @@ def _fallback(model: str | Path, fallback: Path | None, compiled: ModelInfo) -> 
     return data
 
 
-def _load(path: Path | None, shape: tuple[int, ...], spec: PreprocessSpec) -> Dataset | None:
-    return None if path is None else load_dataset(path, input_shape=shape, preprocess=spec)
+def _load(path: Path | None, shape: tuple[int, ...], spec: PreprocessSpec,
+          box_labels: Path | None = None) -> Dataset | None:  # fmt: skip
+    return None if path is None else load_dataset(path, input_shape=shape, preprocess=spec,
+                                                  box_labels=box_labels)  # fmt: skip
 
 
 def _evaluate(
@@ -113,11 +115,12 @@ def _evaluate(
     with neither, its accuracy on labelled data and no drop."""
     against = reference or (source if source.kind == "pytorch" else None)
     metric = task_metric(task.postprocess)
-    if against is None and metric is not None:
+    by_labels = metric == "map50" and data.boxes is not None  # its own mAP vs the labels
+    if against is None and metric is not None and not by_labels:
         raise ConfigError(
             f"a {task.postprocess.kind} model is measured by what it finds against its source "
-            f"({metric}): pass --reference MODEL (the float model it came from), or leave "
-            "out --eval"
+            f"({metric}): pass --reference MODEL (the float model it came from), box "
+            "labels with --eval (detectors), or leave out --eval"
         )
     if against is None and data.y is None:
         raise ConfigError(
@@ -133,7 +136,8 @@ def _evaluate(
                           postprocess=task.postprocess)  # fmt: skip
     if against is None:  # the model measured against itself: keep its accuracy, no drop
         variants = tuple(dataclasses.replace(v, drop_points=None) for v in evaluation.variants)
-        evaluation = dataclasses.replace(evaluation, reference_accuracy=None, variants=variants)
+        evaluation = dataclasses.replace(evaluation, reference_accuracy=None, variants=variants,
+                                         reference_labelled=None)  # fmt: skip
     console.print(evaluation_table(evaluation, max_drop=max_drop, chosen=AS_IS))
     write_report(evaluation, report_dir, f"{source.name}-report")
     check_gate(evaluation, AS_IS, max_drop)
@@ -188,6 +192,7 @@ def prepare_as_is(
     report_dir: Path,
     console: Console,
     task: TaskRequest | None = None,
+    eval_labels: Path | None = None,
 ) -> Prepared:
     """Inspect, check, load-test and evaluate ``model`` for ``profile``, as it is."""
     if eval_data is None and (reference is not None or max_drop is not None):
@@ -222,7 +227,7 @@ def prepare_as_is(
     shape = cpu_info.inputs[0].shape
     choice = resolve_task(task or TaskRequest(Path(str(model))), cpu)
     spec = preprocess or choice.preprocess or default_spec(shape)
-    calib_set, eval_set = _load(calib, shape, spec), _load(eval_data, shape, spec)
+    calib_set, eval_set = _load(calib, shape, spec), _load(eval_data, shape, spec, eval_labels)
     if source.kind == "pytorch" and eval_set is not None:  # torch runs once for both
         checked = check_conversion(source, eval_set, console, limit=len(eval_set))
     else:

@@ -44,6 +44,7 @@ class ConvertJob:
     io: str | None = None
     calib: Path | None = None
     eval_data: Path | None = None
+    eval_labels: Path | None = None  # a COCO json of eval_data's boxes (packager.sources.labels)
     max_drop: float | None = None
     signature: str | None = None
     keep_float: tuple[str, ...] = ()
@@ -81,7 +82,12 @@ def _datasets(
         else None
     )
     evaluation = (
-        load_dataset(job.eval_data, input_shape=source.input_shape, preprocess=job.preprocess)
+        load_dataset(
+            job.eval_data,
+            input_shape=source.input_shape,
+            preprocess=job.preprocess,
+            box_labels=job.eval_labels,
+        )
         if job.eval_data is not None
         else None
     )

@@ -101,7 +101,8 @@ def _notes(profile: DeviceProfile, outcome: ConvertOutcome, compiled: bool) -> l
 def convert_for_bundle(model: Path, profile: DeviceProfile, quant: str | None, calib: Path | None,
              eval_data: Path | None, max_drop: float | None,
              preprocess: PreprocessSpec | None, allow_uncompiled: bool, out_dir: Path,
-             stem: str, console: Console, task: TaskRequest | None = None) -> Prepared:  # fmt: skip
+             stem: str, console: Console, task: TaskRequest | None = None,
+             eval_labels: Path | None = None) -> Prepared:  # fmt: skip
     mode = quant or profile.default_quant
     with tempfile.TemporaryDirectory(prefix="packager-build-") as work:
         job = ConvertJob(
@@ -112,6 +113,7 @@ def convert_for_bundle(model: Path, profile: DeviceProfile, quant: str | None, c
             io=profile.io_dtype if mode in ("int8", "auto") else None,
             calib=calib,
             eval_data=eval_data,
+            eval_labels=eval_labels,
             max_drop=max_drop,
             allow_uncompiled=allow_uncompiled,
             runtime=runtime_requirement(profile),

@@ -223,9 +223,14 @@ def _evaluation(evaluation: Evaluation | None, mode: str | None) -> dict[str, An
     labelled = evaluation.metric == "accuracy"
     quantized = variant.accuracy if labelled else variant.fidelity.top1_agreement
     drop = variant.drop_points if labelled else None
+    reference = evaluation.reference_accuracy
     if variant.task is not None:  # the task's metric against the source's own results
         quantized, drop = variant.task.value, loss_points(variant)
-    values = (evaluation.reference_accuracy, quantized, drop)
+    if variant.labelled is not None:  # a detector's mAP@0.5 against box labels, absolute
+        quantized, drop = variant.labelled.value, variant.drop_points
+        source = evaluation.reference_labelled
+        reference = None if source is None or drop is None else source.value
+    values = (reference, quantized, drop)
     reference, quantized, drop = (None if v is None else round(v, 6) for v in values)
     return {"metric": evaluation.metric, "reference": reference, "quantized": quantized,
             "drop": drop, "latency_ms": None, "samples": evaluation.samples}  # fmt: skip
@@ -253,6 +258,7 @@ def build_bundle(
     quant: str | None = None,
     calib: Path | None = None,
     eval_data: Path | None = None,
+    eval_labels: Path | None = None,
     max_drop: float | None = None,
     labels: Path | None = None,
     name: str | None = None,
@@ -281,6 +287,8 @@ def build_bundle(
     if task is not None and task not in TASKS:
         raise ConfigError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
     request = TaskRequest(Path(str(model)), task)
+    if eval_labels is not None and eval_data is None:
+        raise ConfigError(f"--eval-labels {eval_labels} labels the --eval images: pass --eval")
     if labels is not None and not labels.is_file():
         raise ConfigError(f"--labels {labels}: no such file")
     created = _created(named)
@@ -290,6 +298,7 @@ def build_bundle(
             model=model, profile=profile, quant=quant, calib=calib, eval_data=eval_data,
             max_drop=max_drop, reference=reference, fallback=fallback, preprocess=preprocess,
             allow_uncompiled=allow_uncompiled, report_dir=out_dir, console=console, task=request,
+            eval_labels=eval_labels,
         )  # fmt: skip
     elif reference is not None or fallback is not None:
         raise ConfigError(
@@ -299,7 +308,7 @@ def build_bundle(
     else:
         prepared = convert_for_bundle(model, profile, quant, calib, eval_data, max_drop, preprocess,
                             allow_uncompiled, out_dir, f"{chosen_name}-{version_value}",
-                            console, request)  # fmt: skip
+                            console, request, eval_labels)  # fmt: skip
     choice = prepared.task or resolve_task(request, prepared.cpu_model)
     for warning in choice.warnings:
         console.print(f"[yellow]warning: {warning}[/yellow]")

@@ -5,7 +5,9 @@ labels it is fidelity to the source's outputs: top-1 agreement, cosine similarit
 maximum absolute error and SQNR (signal to quantization-noise ratio, dB). A detector, a
 segmenter or a landmark model is measured by what its decoder finds instead
 (packager.evaluate.tasks: mAP@0.5, mean IoU, PCK against the source's results), and the
-gate reads that. Latency is measured through the device runtime (edge.runtime) with
+gate reads that; a detector on data with box labels is measured against the labels too
+(mAP@0.5 of the source and of each candidate), and the gate reads the drop in points, as
+accuracy on labelled classes. Latency is measured through the device runtime (edge.runtime) with
 benchmark_model's method.
 """
 
@@ -24,7 +26,14 @@ from edge.runtime import ModelRunner, load_model, read_model_info
 from edge.runtime.feeds import InputFeed
 from packager.common.progress import progress_iter
 from packager.errors import GateError
-from packager.evaluate.tasks import TaskScore, decode_all, score, task_metric
+from packager.evaluate.tasks import (
+    TaskScore,
+    decode_all,
+    mean_average_precision,
+    score,
+    task_metric,
+    truth_results,
+)
 from packager.sources.data import Dataset
 from packager.sources.models import SourceModel
 
@@ -67,6 +76,7 @@ class VariantResult:
     delegated_ops: int
     total_ops: int
     task: TaskScore | None = None  # a detector's mAP@0.5, a segmenter's mIoU ... vs the source
+    labelled: TaskScore | None = None  # a detector's mAP@0.5 against box labels
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ class Evaluation:
     reference_parameters: int | None
     threads: int
     variants: tuple[VariantResult, ...] = field(default_factory=tuple)
+    reference_labelled: TaskScore | None = None  # the source's mAP@0.5 against box labels
+    ground_truth: str | None = None  # where the box labels came from and how classes map
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,7 +167,9 @@ def evaluate(
 ) -> Evaluation:
     """Run the source and every candidate over ``data`` and measure each candidate; with
     a ``postprocess`` of a detection, segmentation or keypoints task, also by what its
-    decoder finds against what it finds on the source's outputs (the gate's measure)."""
+    decoder finds against what it finds on the source's outputs (the gate's measure); a
+    detector on ``data`` with box labels by its mAP@0.5 against them as well (then the
+    gate's measure is the drop from the source's)."""
     metric = task_metric(postprocess)
     size = (int(data.x.shape[1]), int(data.x.shape[2])) if data.x.ndim == 4 else None
     source_results = None
@@ -163,6 +177,15 @@ def evaluate(
         source_outputs = source.predict_outputs(data.x)
         source_results = decode_all(postprocess, source_outputs, data.x)
         reference = source_outputs[0] if reference is None else reference
+    truth = reference_labelled = ground_truth = None
+    if source_results is not None and postprocess is not None and data.boxes is not None:
+        if metric == "map50":
+            boxes, ground_truth = data.boxes.resolve(postprocess.labels)
+            truth = truth_results(boxes, postprocess.labels)
+            reference_labelled = mean_average_precision(truth, source_results)
+        else:
+            log.warning("%s: box labels measure detectors; a %s model is measured against "
+                        "its source only", data.source, postprocess.kind)  # fmt: skip
     reference = source.predict(data.x) if reference is None else reference
     labelled = data.y is not None and metric is None
     ref_accuracy = float(np.mean(reference.argmax(1) == data.y)) if labelled else None
@@ -173,16 +196,20 @@ def evaluate(
         used_threads = runner.threads
         every_output = predict_outputs(runner, data.x, candidate.name)
         outputs = every_output[0]
-        measured = None
+        measured = against_labels = None
         if source_results is not None and postprocess is not None:
             got = decode_all(postprocess, every_output, data.x)
             measured = score(postprocess, source_results, got, size)
+            if truth is not None:
+                against_labels = mean_average_precision(truth, got)
         accuracy = float(np.mean(outputs.argmax(1) == data.y)) if labelled else None
         drop = (
             (ref_accuracy - accuracy) * 100
             if accuracy is not None and ref_accuracy is not None
             else None
         )
+        if against_labels is not None and reference_labelled is not None:
+            drop = (reference_labelled.value - against_labels.value) * 100
         if runner.inputs[0].shape[0] != 1 and runner.inputs[0].dynamic_batch:
             runner.set_batch_size(1)
         timing = latency(runner, data.x[:1])
@@ -201,6 +228,7 @@ def evaluate(
                 delegated_ops=runner.delegation.delegated_ops,
                 total_ops=runner.delegation.total_ops,
                 task=measured,
+                labelled=against_labels,
             )
         )
         log.info(
@@ -216,6 +244,8 @@ def evaluate(
         reference_parameters=_source_parameters(source),
         threads=used_threads,
         variants=tuple(variants),
+        reference_labelled=reference_labelled,
+        ground_truth=ground_truth,
     )
 
 
@@ -223,8 +253,11 @@ METRIC_NAMES = {"map50": "mAP@0.5", "miou": "mean IoU", "pck": "PCK"}
 
 
 def loss_points(variant: VariantResult) -> float:
-    """What the gate measures: the task metric's shortfall from the source's own results,
-    accuracy lost in points, or (unlabelled) top-1 disagreement."""
+    """What the gate measures: a detector's mAP@0.5 lost against box labels, the task
+    metric's shortfall from the source's own results, accuracy lost in points, or
+    (unlabelled) top-1 disagreement."""
+    if variant.labelled is not None and variant.drop_points is not None:
+        return variant.drop_points
     if variant.task is not None:
         return (1.0 - variant.task.value) * 100
     if variant.drop_points is not None:
@@ -241,6 +274,19 @@ def check_gate(evaluation: Evaluation, name: str, max_drop: float | None) -> Non
     variant = evaluation.variant(name)
     if max_drop is None or passes_gate(variant, max_drop):
         return
+    if variant.labelled is not None and variant.drop_points is not None:
+        source = evaluation.reference_labelled
+        detail = ", ".join(f"{k} {v:.3g}" for k, v in variant.labelled.detail.items())
+        raise GateError(
+            f"{name} scores {variant.labelled.value * 100:.2f}% mAP@0.5 against the labels of "
+            f"{evaluation.samples} samples, the source "
+            f"{(source.value if source else 0) * 100:.2f}% ({detail}): "
+            f"{variant.drop_points:.2f} points lost, over the budget of {max_drop:g} points "
+            f"(it finds {(variant.task.value if variant.task else 0) * 100:.2f}% of what the "
+            "source finds)",
+            drop=variant.drop_points,
+            budget=max_drop,
+        )
     if variant.task is not None:
         detail = ", ".join(f"{k} {v:.3g}" for k, v in variant.task.detail.items())
         raise GateError(

@@ -19,8 +19,10 @@ KB = 1024.0
 
 
 def _quality(variant: VariantResult) -> float:
-    """The task metric (mAP@0.5 ...) in percent, else accuracy when labelled, else top-1
-    agreement."""
+    """A detector's mAP@0.5 against box labels, the task metric (mAP@0.5 ... against the
+    source) in percent, else accuracy when labelled, else top-1 agreement."""
+    if variant.labelled is not None:
+        return variant.labelled.value * 100
     if variant.task is not None:
         return variant.task.value * 100
     value = variant.accuracy if variant.accuracy is not None else variant.fidelity.top1_agreement
@@ -53,12 +55,11 @@ def write_report(evaluation: Evaluation, out_dir: Path, stem: str) -> tuple[Path
         axis.bar_label(bars, fmt="%.3g", fontsize=8)
         axis.set_title(title)
         axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-    qualities = panels[2][1] + [(evaluation.reference_accuracy or 1.0) * 100]
+    source = _reference(evaluation)
+    qualities = panels[2][1] + [(source or 1.0) * 100]
     axes[2].set_ylim(max(0.0, min(qualities) - 5.0), 100.5)  # differences of a point show
-    if evaluation.reference_accuracy is not None:
-        axes[2].axhline(
-            evaluation.reference_accuracy * 100, color="#e45756", linestyle="--", label="source"
-        )
+    if source is not None:
+        axes[2].axhline(source * 100, color="#e45756", linestyle="--", label="source")
         axes[2].legend(loc="lower right", fontsize=8)
     figure.suptitle(
         f"{Path(evaluation.source).name} on {evaluation.samples} samples "
@@ -71,7 +72,16 @@ def write_report(evaluation: Evaluation, out_dir: Path, stem: str) -> tuple[Path
     return json_path, png_path
 
 
+def _reference(evaluation: Evaluation) -> float | None:
+    """The source's own score where it has one: accuracy, or mAP@0.5 against box labels."""
+    if evaluation.reference_labelled is not None:
+        return evaluation.reference_labelled.value
+    return evaluation.reference_accuracy
+
+
 def _metric_name(evaluation: Evaluation) -> str:
+    if evaluation.ground_truth is not None:
+        return f"{METRIC_NAMES[evaluation.metric]} vs labels"
     if evaluation.metric in METRIC_NAMES:
         return f"{METRIC_NAMES[evaluation.metric]} vs source"
     return "accuracy" if evaluation.metric == "accuracy" else "top-1 agreement"
@@ -84,12 +94,16 @@ def evaluation_table(
     title = f"{Path(evaluation.source).name}: {evaluation.samples} samples from {evaluation.data}"
     if labelled:
         title += f", source accuracy {(evaluation.reference_accuracy or 0) * 100:.2f}%"
-    table = Table(title=title)
+    boxes = evaluation.reference_labelled
+    if boxes is not None:
+        title += f", source {METRIC_NAMES[boxes.metric]} vs labels {boxes.value * 100:.2f}%"
+    table = Table(title=title, caption=evaluation.ground_truth)
     for column in (
         "variant",
         "size KB",
         "params",
         f"{_metric_name(evaluation)} %",
+        *(["vs source %"] if evaluation.ground_truth is not None else []),
         "drop pts",
         "cosine",
         "SQNR dB",
@@ -108,6 +122,7 @@ def evaluation_table(
             f"{v.size_bytes / KB:.1f}",
             f"{v.parameters:,}",
             f"{_quality(v):.2f}",
+            *([f"{v.task.value * 100:.2f}" if v.task else "-"] if evaluation.ground_truth else []),
             "-" if v.drop_points is None and v.task is None else f"{loss_points(v):.2f}",
             f"{v.fidelity.cosine:.4f}",
             f"{v.fidelity.sqnr_db:.1f}",

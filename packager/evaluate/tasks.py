@@ -12,7 +12,9 @@ decoders (edge.postprocess), the source model's results taken as the ground trut
   the source's point (PCK), with the mean pixel error beside it.
 
 The gate reads :attr:`TaskScore.value` as agreement: 1.0 is "finds what the source
-finds", and ``(1 - value) * 100`` the points lost.
+finds", and ``(1 - value) * 100`` the points lost. A detector whose evaluation data has
+box labels (packager.sources.labels) is also measured against them: the same mAP@0.5
+with :func:`truth_results` as the ground truth, for the source and each candidate.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 
 from edge.postprocess import make_postprocess
 from edge.postprocess.config import PostprocessConfig
-from edge.postprocess.results import Box, Result
+from edge.postprocess.results import Box, Detection, Result
 from edge.sources.frames import Frame
 
 TASK_METRICS = {"detection": "map50", "segmentation": "miou", "keypoints": "pck"}
@@ -58,6 +60,23 @@ def decode_all(
         frame = Frame(i, 0.0, x[i], "image" if x.ndim == 4 else "samples", "evaluation")
         results.append(decode([output[i : i + 1] for output in outputs], frame, x[i : i + 1]))
     return results
+
+
+def truth_results(
+    boxes: Sequence[Sequence[tuple[int, Box]]], labels: Sequence[str] | None
+) -> list[Result]:
+    """Labelled boxes ((class id, box in model-input pixels) per sample) as results to
+    measure detections against."""
+
+    def name(class_id: int) -> str:
+        return labels[class_id] if labels and class_id < len(labels) else str(class_id)
+
+    return [
+        Result(i, 0.0, "labels", "detection", detections=tuple(
+            Detection(name(c), c, 1.0, box) for c, box in sample
+        ))
+        for i, sample in enumerate(boxes)
+    ]  # fmt: skip
 
 
 def score(

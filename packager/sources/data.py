@@ -3,8 +3,11 @@
 An ``.npz`` holds ``x`` (samples along the first axis, already model-ready), optionally
 ``y`` (class ids, or one-hot rows) and ``labels`` (class names). A folder holds one
 sub-folder of images per class (sorted names are the class ids), or images directly in
-it (unlabelled); images go through :func:`edge.runtime.preprocess.preprocess_image`, the code
-the device runs, so calibration sees what the device will see. Nothing is written.
+it (unlabelled, or with box labels for a detector: YOLO txt files, the Ultralytics
+``images/`` + ``labels/`` layout or IMAGE.txt beside each image, or a COCO json given
+as ``box_labels``; packager.sources.labels); images go through
+:func:`edge.runtime.preprocess.preprocess_image`, the code the device runs, so
+calibration sees what the device will see. Nothing is written.
 """
 
 from __future__ import annotations
@@ -22,11 +25,21 @@ from edge.errors import ConfigError, DataError
 from edge.runtime.preprocess import (
     IMAGE_SUFFIXES,
     PreprocessSpec,
+    image_geometry,
     preprocess_image,
     read_image,
     spec_for_input,
 )
 from packager.common.progress import progress_iter
+from packager.sources.labels import (
+    BoxLabels,
+    CocoLabels,
+    RawBox,
+    in_input,
+    read_coco,
+    read_yolo,
+    yolo_label_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +55,15 @@ class Dataset:
     y: np.ndarray | None  # int64 class indices, or None when unlabelled
     labels: tuple[str, ...] | None  # class names (folder names, sorted) or None
     source: str
+    boxes: BoxLabels | None = None  # a detector's true boxes, in model-input pixels
 
     def __len__(self) -> int:
         return len(self.x)
 
     def _subset(self, index: np.ndarray | slice, note: str) -> Dataset:
         y = None if self.y is None else self.y[index]
-        return Dataset(self.x[index], y, self.labels, f"{self.source} [{note}]")
+        boxes = None if self.boxes is None else self.boxes.subset(index)
+        return Dataset(self.x[index], y, self.labels, f"{self.source} [{note}]", boxes)
 
     def take(self, n: int) -> Dataset:
         """The first ``n`` samples (all of them when there are fewer)."""
@@ -98,12 +113,14 @@ def load_dataset(
     limit: int | None = None,
     require_labels: bool = False,
     labels_for: str = LABELS_FOR,
+    box_labels: str | os.PathLike[str] | None = None,
 ) -> Dataset:
     """Samples for a model whose input has ``input_shape`` (batch axis first, -1 when free).
 
     ``limit`` keeps the first samples; folders are ordered class by class in turn, so any
     prefix covers every class. With ``require_labels`` an unlabelled source is an error
-    that names ``labels_for``, the step needing the labels.
+    that names ``labels_for``, the step needing the labels. ``box_labels`` is a COCO json
+    of the boxes in the images of the folder ``path`` (the json lists which images).
     """
     source = Path(path)
     shape = tuple(int(d) for d in input_shape)
@@ -111,7 +128,15 @@ def load_dataset(
         raise ConfigError(f"input_shape must include the batch axis, got {list(shape)}")
     if limit is not None and limit < 1:
         raise ConfigError(f"limit must be >= 1, got {limit}")
-    if source.is_dir():
+    if box_labels is not None:
+        if not source.is_dir():
+            raise DataError(
+                f"--eval-labels {box_labels} labels the images of a folder; {source} is not "
+                "a folder of images"
+            )
+        coco = read_coco(Path(box_labels))
+        dataset = _load_coco(source, coco, shape, preprocess or PreprocessSpec(), limit)
+    elif source.is_dir():
         dataset = _load_folder(source, shape, preprocess or PreprocessSpec(), limit)
     elif not source.exists():
         raise DataError(f"{source}: no such file or folder")
@@ -262,6 +287,9 @@ def _load_folder(
             f"{folder}: images need an image input (batch, height, width, channels or "
             f"batch, channels, height, width); the model input takes {list(shape)}"
         )
+    root = folder / "images"
+    if root.is_dir() and (folder / "labels").is_dir():  # Ultralytics: images/ + labels/
+        return _read(folder, _images(root)[:limit], shape, spec, yolo=True)
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if classes and loose:
@@ -283,14 +311,69 @@ def _load_folder(
             "sub-folder of images per class, or images directly in the folder (unlabelled)"
         )
     files = files[:limit]
+    if not classes:
+        paths = [p for _, p in files]
+        return _read(folder, paths, shape, spec, yolo=any(yolo_label_file(p) for p in paths))
+    x, _ = _read_images(folder, [p for _, p in files], shape, spec)
+    y = np.fromiter((class_id for class_id, _ in files), np.int64, count=len(files))
+    return Dataset(x, y, tuple(c.name for c in classes), str(folder))
+
+
+def _read_images(
+    folder: Path,
+    files: Sequence[Path],
+    shape: tuple[int, ...],
+    spec: PreprocessSpec,
+    *,
+    yolo: bool = False,
+    boxes: Sequence[Sequence[RawBox]] | None = None,
+) -> tuple[np.ndarray, tuple[tuple[RawBox, ...], ...] | None]:
+    """The images as model inputs, and with ``boxes`` (each image's, in its pixels) or
+    ``yolo`` (from each image's YOLO label file) the boxes in model-input pixels."""
     size = spec_for_input(shape, spec)
     sample = (*size, spec.channels) if spec.layout == "nhwc" else (spec.channels, *size)
     x = np.empty((len(files), *sample), np.float32)
     many = len(files) > PROGRESS_THRESHOLD
     items = progress_iter(files, f"reading {folder.name or folder}") if many else files
-    for i, (_, file) in enumerate(items):
-        preprocess_image(read_image(file), spec, size=size, out=x[i])
-    if not classes:
-        return Dataset(x, None, None, str(folder))
-    y = np.fromiter((class_id for class_id, _ in files), np.int64, count=len(files))
-    return Dataset(x, y, tuple(c.name for c in classes), str(folder))
+    mapped: list[tuple[RawBox, ...]] = []
+    for i, file in enumerate(items):
+        image = read_image(file)
+        preprocess_image(image, spec, size=size, out=x[i])
+        if yolo:
+            label = yolo_label_file(file)
+            raw = () if label is None else read_yolo(label, (image.shape[0], image.shape[1]))
+        elif boxes is not None:
+            raw = tuple(boxes[i])
+        else:
+            continue
+        mapped.append(in_input(raw, image_geometry(image, spec, size=size)))
+    return x, tuple(mapped) if yolo or boxes is not None else None
+
+
+def _read(
+    folder: Path, files: list[Path], shape: tuple[int, ...], spec: PreprocessSpec, *, yolo: bool
+) -> Dataset:
+    """Unlabelled images, with their YOLO label files' boxes when ``yolo``."""
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
+    x, boxes = _read_images(folder, files, shape, spec, yolo=yolo)
+    labels = None if boxes is None else BoxLabels(boxes, f"YOLO txt labels of {folder}")
+    return Dataset(x, None, None, str(folder), labels)
+
+
+def _load_coco(
+    folder: Path, coco: CocoLabels, shape: tuple[int, ...], spec: PreprocessSpec, limit: int | None
+) -> Dataset:
+    """The images a COCO json lists (file names relative to ``folder``), with their boxes."""
+    if len(shape) != 4:
+        raise DataError(f"{folder}: images need an image input; the model takes {list(shape)}")
+    files = [folder / name for name in coco.files[:limit]]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DataError(
+            f"{coco.path} lists {len(missing)} image(s) not in {folder}, e.g. "
+            f"{missing[0].relative_to(folder)}; pass the folder its file_names are relative to"
+        )
+    x, boxes = _read_images(folder, files, shape, spec, boxes=coco.boxes[: len(files)])
+    labels = BoxLabels(boxes or (), f"COCO json {coco.path.name}", coco.categories)
+    return Dataset(x, None, None, str(folder), labels)
