@@ -7,9 +7,9 @@ regular file with mode 0644, uid/gid 0, empty user and group names and one fixed
 at level 9 with header mtime 0 and no file name. The same members give the same bytes
 with the same zlib. The file is written beside its destination and renamed into place.
 
-Reading is :mod:`edge.bundle.reader`'s (re-exported here): :func:`read_archive` into
-memory, :func:`stream_archive` in one pass with flat memory, both refusing unsafe or
-oversized members from their headers.
+Reading is :mod:`edge.bundle.reader`'s :func:`read_archive` (into memory) and
+:mod:`edge.bundle.stream`'s :func:`stream_archive` (one pass, flat memory), re-exported
+here; both refuse unsafe or oversized members from their headers.
 """
 
 from __future__ import annotations
@@ -24,18 +24,14 @@ from pathlib import Path
 
 from edge.bundle.errors import ArchiveError
 from edge.bundle.reader import (
-    DEFAULT_MAX_HEAD_BYTES,
     DEFAULT_MAX_MEMBERS,
     DEFAULT_MAX_TOTAL_BYTES,
     HEAD_MEMBERS,
     MEMBER_NAME,
-    Expected,
-    OpenHead,
-    Streamed,
     check_member_name,
     read_archive,
-    stream_archive,
 )
+from edge.bundle.stream import DEFAULT_MAX_HEAD_BYTES, Expected, OpenHead, Streamed, stream_archive
 from edge.errors import ConfigError
 
 __all__ = [
