@@ -122,7 +122,7 @@ def _evaluate(
             f"({metric}): pass --reference MODEL (the float model it came from), box "
             "labels with --eval (detectors), or leave out --eval"
         )
-    if against is None and data.y is None:
+    if against is None and data.y is None and not by_labels:
         raise ConfigError(
             f"{data.source} is unlabelled, and a model bundled as it is has no source to "
             "compare with: pass --reference MODEL (the float model it came from) or "
