@@ -219,6 +219,11 @@ def expand_shorthand(value: Any) -> Any:
         value = str(value)
     if isinstance(value, str) and not value.strip().startswith("{"):
         return _shorthand(value.strip(), "source")
+    if isinstance(value, str):  # JSON text, as --source takes it
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"a source given as JSON text is not valid JSON: {exc}") from None
     return value
 
 

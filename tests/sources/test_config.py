@@ -89,6 +89,11 @@ def test_a_settings_field_takes_shorthands_and_mappings() -> None:
     )
     with pytest.raises(ConfigError, match=r"cannot tell what 'a\.txt' is"):
         Settings.model_validate({"source": "a.txt"})
+    # JSON text, as `edge run --source` takes it, in edge.yaml too
+    text = '{"type": "images", "path": "shots", "loop": true}'
+    assert Settings.model_validate({"source": text}).source == ImagesSource(path="shots", loop=True)
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        Settings.model_validate({"source": '{"type": "images",'})
 
 
 def test_unknown_or_missing_type_lists_the_choices() -> None:
