@@ -6,9 +6,9 @@
   https URL that redirects to http is refused unless http is allowed);
 - at most ``max_bytes``: the announced Content-Length is checked first, the bytes received
   as they come;
-- one overall deadline, ``timeout_s``, across connecting, redirects and the whole body (a
-  server that sends a byte now and then cannot hold the command loop); each read waits
-  at most what is left of it;
+- one overall deadline, ``timeout_s``, across connecting, redirects, headers and the
+  whole body (a server that sends a byte now and then cannot hold the command loop): a
+  watchdog shuts the connection's socket when it passes;
 - a body shorter than its Content-Length is "the download ended after N of M bytes";
 - credentials in the URL (``https://user:password@host/...``) are sent as HTTP Basic
   authentication to that host only (not to a redirect's target);
@@ -23,11 +23,13 @@ whether or not it exists.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -94,10 +96,61 @@ def _left(deadline: float, url: str, timeout_s: float) -> float:
     return left
 
 
-def _set_timeout(reply: http.client.HTTPResponse, seconds: float) -> None:
-    sock = getattr(getattr(reply.fp, "raw", None), "_sock", None)
-    if isinstance(sock, socket.socket):
-        sock.settimeout(seconds)
+class _Watchdog:
+    """Shuts the download's sockets at the deadline, whatever they wait for: a status line
+    or headers dribbled a byte at a time are held to it as the body is (connecting is
+    bounded by its own timeout, never longer than the whole)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+        if self.fired.is_set():
+            self._fire()
+
+    def _fire(self) -> None:
+        self.fired.set()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):  # already closed
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def handlers(self) -> list[urllib.request.BaseHandler]:
+        """http and https handlers whose connections this watchdog watches."""
+        watch = self.watch
+
+        class Http(http.client.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                watch(self.sock)
+
+        class Https(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                watch(self.sock)
+
+        class HttpHandler(urllib.request.HTTPHandler):
+            def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(Http, req)
+
+        class HttpsHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+                return self.do_open(Https, req)
+
+        return [HttpHandler(), HttpsHandler()]
 
 
 def _copy(reply: http.client.HTTPResponse, out: IO[bytes], url: str, *, max_bytes: int,
@@ -111,7 +164,7 @@ def _copy(reply: http.client.HTTPResponse, out: IO[bytes], url: str, *, max_byte
         )
     received = 0
     while True:
-        _set_timeout(reply, _left(deadline, url, timeout_s))
+        _left(deadline, url, timeout_s)
         chunk = reply.read1(CHUNK)
         if not chunk:
             break
@@ -146,6 +199,25 @@ def _request(url: str) -> urllib.request.Request:
     return request
 
 
+def _download_error(exc: BaseException, url: str, timeout_s: float, *, late: bool
+                    ) -> BaseException:  # fmt: skip
+    """What a failed download raises: the deadline when it passed (whatever the socket
+    said then), else the DownloadError itself or one naming the network's reason."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return exc
+    if late or isinstance(exc, TimeoutError):
+        return DownloadError(
+            f"{redact_url(url)}: the download did not finish within {timeout_s:g} s "
+            "(mqtt.install_timeout_s); download stopped"
+        )
+    if isinstance(exc, DownloadError) or not isinstance(
+        exc, (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+    ):
+        return exc
+    reason = getattr(exc, "reason", None) or exc
+    return DownloadError(f"cannot download {redact_url(url)}: {reason}")
+
+
 def fetch_bundle(
     url: str,
     folder: Path,
@@ -166,27 +238,19 @@ def fetch_bundle(
     fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=suffix, dir=folder)
     path = Path(tmp)
     deadline = time.monotonic() + timeout_s
-    opener = urllib.request.build_opener(_Redirects(allow_http))
+    watchdog = _Watchdog(timeout_s)
+    opener = urllib.request.build_opener(_Redirects(allow_http), *watchdog.handlers())
     try:
-        with os.fdopen(fd, "wb") as out, opener.open(_request(url), timeout=timeout_s) as reply:
+        with (
+            watchdog,
+            os.fdopen(fd, "wb") as out,
+            opener.open(_request(url), timeout=timeout_s) as reply,
+        ):
             received = _copy(reply, out, url, max_bytes=max_bytes, deadline=deadline,
                              timeout_s=timeout_s)  # fmt: skip
-    except DownloadError:
+    except BaseException as exc:
         path.unlink(missing_ok=True)
-        raise
-    except TimeoutError as exc:
-        path.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{redact_url(url)}: the download did not finish within {timeout_s:g} s "
-            "(mqtt.install_timeout_s); download stopped"
-        ) from exc
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        path.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise DownloadError(f"cannot download {redact_url(url)}: {reason}") from exc
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+        raise _download_error(exc, url, timeout_s, late=watchdog.fired.is_set()) from exc
     log.info("downloaded %s (%d bytes)", redact_url(url), received)
     return path
 

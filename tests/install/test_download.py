@@ -34,7 +34,8 @@ DRIBBLE_EVERY_S = 0.2
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """/bundle.tar.gz: BODY; /to?url=...: a 302 there; /dribble: one byte every
-    DRIBBLE_EVERY_S of an announced 1000; /short: 1000 of an announced 5000 bytes."""
+    DRIBBLE_EVERY_S of an announced 1000; /slow-headers: the response itself that slowly;
+    /short: 1000 of an announced 5000 bytes."""
 
     authorization: ClassVar[list[tuple[str, str | None]]] = []  # (path, Authorization)
 
@@ -60,6 +61,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.wfile.flush()
                     time.sleep(DRIBBLE_EVERY_S)
             except OSError:  # the client gave up: what the test wants
+                return
+        elif path == "/slow-headers":  # the status line and headers a byte at a time
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"s" * 1000:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(DRIBBLE_EVERY_S)
+            except OSError:
                 return
         elif path == "/short":
             self._head(200, 5000)
@@ -120,9 +129,10 @@ def test_an_https_download_that_redirects_to_http_is_refused_unless_http_is_allo
     ], "the refused download left no file"
 
 
-def test_a_download_that_dribbles_stops_at_the_overall_deadline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["/dribble", "/slow-headers"])
+def test_a_download_that_dribbles_stops_at_the_overall_deadline(tmp_path: Path, path: str) -> None:
     with serve() as site, pytest.raises(DownloadError) as caught:
-        fetch_bundle(f"{site}/dribble", tmp_path, max_bytes=10**6, timeout_s=1.0,
+        fetch_bundle(f"{site}{path}", tmp_path, max_bytes=10**6, timeout_s=1.0,
                      allow_http=True)  # fmt: skip
     assert "did not finish within 1 s (mqtt.install_timeout_s); download stopped" in str(
         caught.value

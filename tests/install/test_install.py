@@ -242,3 +242,13 @@ def test_a_broken_history_file_is_named_with_what_to_do(tmp_path: Path, text: st
     (tmp_path / "history.json").write_text(text)
     with pytest.raises(InstallError, match=r"history\.json: (unreadable .*move it away|expected)"):
         read_history(tmp_path)
+
+
+def test_a_member_refused_while_streaming_leaves_not_even_the_root(
+    kit: Kit, tmp_path: Path
+) -> None:
+    bad = tamper(kit.bundle, tmp_path / "bad.tar.gz", "model.tflite", 100)
+    root = tmp_path / "new" / "state"
+    with pytest.raises(IntegrityError, match=r"member model\.tflite: sha256"):
+        install_bundle(bad, root=root, trusted_keys=kit.keys_dir)
+    assert not (tmp_path / "new").exists(), "the folders made for the install are gone"
