@@ -4,6 +4,8 @@ plain progress line per epoch or converted candidate when stderr is not a termin
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +65,30 @@ def test_prune_reports_each_epoch_on_stderr(
     assert done.returncode == 0, done.stderr
     epochs = re.findall(r"^pruning \S+, epoch (\d)/2, loss \d+\.\d{4} \(", done.stderr, re.M)
     assert epochs == ["1", "2"], done.stderr
+
+
+def test_the_filter_drops_only_tensorflows_lines(tmp_path: Path) -> None:
+    """What C++ code or a child process writes to stderr that is not TensorFlow's noise
+    (a compiler's error, a converter's message) still reaches the user, in order."""
+    script = tmp_path / "writes.py"
+    script.write_text(
+        "import os, subprocess, sys\n"
+        "from packager.cli.quiet import filtered_stderr\n"
+        "with filtered_stderr():\n"
+        "    os.write(2, b'I0000 00:00:1796452092.676256   17408 port.cc:153] oneDNN custom"
+        " operations are on.\\nWARNING: All log messages before absl::InitializeLog() is"
+        " called are written to STDERR\\nINFO: Created TensorFlow Lite XNNPACK delegate for"
+        " CPU.\\nfrom C: kept\\n')\n"
+        "    subprocess.run([sys.executable, '-c', 'import sys; print(\"from a child: kept\","
+        " file=sys.stderr)'], check=True)\n"
+        "    print('from Python: kept', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stderr.splitlines()) == [
+        "from C: kept",
+        "from Python: kept",
+        "from a child: kept",
+    ]
