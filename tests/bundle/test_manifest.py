@@ -84,7 +84,7 @@ def test_canonical_json_is_stable_and_utf8() -> None:
         ({"version": 0}, "version: an integer version must be >= 1"),
         ({"version": "1.2"}, "not a positive integer or a semver"),
         ({"created": "yesterday"}, "created: String should match pattern"),
-        ({"task": "segmentation"}, "task: Input should be 'classification'"),
+        ({"task": "dancing"}, "task: Input should be 'classification'"),
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"files": {"../x": "0" * 64}}, "files: '../x' cannot be a listed member"),
         ({"selftest": {"tolerance": 0.0, "samples": 8}}, "selftest.tolerance"),
