@@ -195,7 +195,8 @@ class FeedbackSettings(_Settings):
     directory: Path | None = None  # default: <state dir>/feedback
     quota_mb: float = Field(default=256.0, gt=0, le=1_048_576.0)  # oldest go first past this
     max_files: int = Field(default=10_000, ge=1, le=10_000_000)
-    max_per_minute: float = Field(default=6.0, gt=0, le=6000.0)  # rate limit (token bucket)
+    # rate limit (token bucket); a rate, not a size: the cap only refuses nonsense
+    max_per_minute: float = Field(default=6.0, gt=0, le=1_000_000.0)
     burst: int = Field(default=10, ge=1, le=10_000)
     publish: bool = False  # also publish each sample on <base>/<device>/feedback (QoS 1)
     jpeg_quality: int = Field(default=90, ge=10, le=100)
