@@ -226,7 +226,7 @@ CORPUS_EXPECTED = {
     "nan-install.yaml": "mqtt.install_max_mb: Input should be a finite number",
     "newline-key.yaml": "'\\n': unknown key",  # was two lines
     "python-tag.yaml": "could not determine a constructor",
-    "source-json-string.yaml": "source: Input should be a valid dictionary",
+    "source-json-string.yaml": "source.images.path: Field required",  # JSON text is read
     "sources-same-name.yaml": "the source name 'a' is given twice",
     "spool-huge.yaml": "spool.max_bytes: Input should be less than or equal to 68719476736",
     "threads-100000.yaml": "runtime.threads: Input should be less than or equal to 256",
