@@ -1,14 +1,21 @@
 """Bundles (contract 1) on the device side: read, verify and describe; no TensorFlow.
 
-- :mod:`edge.bundle.archive`: reproducible gzip'd tars of flat members; a strict reader.
+- :mod:`edge.bundle.archive`: reproducible gzip'd tars of flat members, manifest first.
+- :mod:`edge.bundle.reader`: a tar reader that checks every header (name, type, size,
+  count) before it inflates a byte.
+- :mod:`edge.bundle.stream`: what the device's installer uses: manifest.json and
+  manifest.sig read first and verified, then each member streamed to a file, hashed and
+  held to the signed manifest as it is written (memory stays flat; a bomb is refused
+  from its header).
 - :mod:`edge.bundle.manifest`: the manifest.json schema, canonical JSON, version order.
 - :mod:`edge.bundle.signing`: ed25519 key files, manifest.sig, verification.
 - :mod:`edge.bundle.errors`: the BundleError tree.
 
-:func:`open_bundle` is what an installer calls first: it reads the archive into memory
-(nothing is written), checks manifest.sig against the trusted keys before it parses the
-manifest, then holds every member to its sha256. Profile, arch, runtime and version
-checks belong to the installer, which knows the device.
+:func:`open_bundle` reads a whole bundle into memory (nothing is written), checks
+manifest.sig against the trusted keys before it parses the manifest, then holds every
+member to its sha256: the packager's check of what it just wrote, and ``packager
+verify``. Profile, arch, runtime and version checks belong to the installer, which knows
+the device.
 """
 
 from __future__ import annotations

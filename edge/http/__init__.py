@@ -4,7 +4,8 @@
 Entry point: ``HttpEndpoint(daemon).start()`` after the daemon's pipeline starts (the
 daemon does this when ``http.enabled``), ``.stop()`` when it stops. ``routes`` answers
 each path without a socket; ``metrics`` is the Prometheus collector; ``server`` binds
-``http.listen`` and serves on a background thread.
+``http.listen`` and serves on a background thread; ``access`` holds both web surfaces
+(this endpoint and the fleet dashboard) to the Host allow-list and the bearer token.
 """
 
 from edge.http.metrics import DaemonCollector, make_registry
