@@ -198,6 +198,9 @@ class Manifest(_Frozen):
     # out of manifest.json when None, so manifests from before it keep their bytes
     monitoring: ReferenceStats | None = None
     files: dict[StrictStr, StrictStr]
+    # member -> its size in bytes, so the device refuses a member from its tar header
+    # before inflating it (edge.bundle.stream); left out of manifest.json when None
+    sizes: dict[StrictStr, StrictInt] | None = None
 
     @field_validator("version")
     @classmethod
@@ -227,6 +230,13 @@ class Manifest(_Frozen):
         ):
             if member is not None and member not in self.files:
                 raise ValueError(f"{field} {member!r} is not in files")
+        if self.sizes is not None:
+            if set(self.sizes) != set(self.files):
+                raise ValueError("sizes must name exactly the members in files")
+            if any(size < 0 for size in self.sizes.values()):
+                raise ValueError("sizes must be >= 0")
+            if self.sizes[self.model.file] != self.model.size:
+                raise ValueError("sizes and model.size disagree on the model")
         return self
 
     def version_key(self) -> VersionKey:
@@ -243,6 +253,8 @@ class Manifest(_Frozen):
         leave_out: dict[str, Any] = {"monitoring": True} if self.monitoring is None else {}
         if self.postprocessing.decoding is None:
             leave_out["postprocessing"] = {"decoding"}
+        if self.sizes is None:
+            leave_out["sizes"] = True
         return canonical_json(self.model_dump(mode="json", exclude=leave_out))
 
     def bundle_name(self) -> str:

@@ -143,7 +143,8 @@ def check_runtime(manifest: Manifest, *, origin: str) -> Backend:
 def expected_members(manifest: Manifest) -> dict[str, Expected]:
     """What every member but manifest.json/.sig must be: its sha256 from ``files``, and for
     the model its size from ``model.size`` (the only size the manifest gives)."""
-    plan = {name: Expected(digest) for name, digest in manifest.files.items()}
+    sizes = manifest.sizes or {}
+    plan = {name: Expected(digest, sizes.get(name)) for name, digest in manifest.files.items()}
     plan[manifest.model.file] = Expected(manifest.model.sha256, manifest.model.size)
     return plan
 

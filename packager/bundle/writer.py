@@ -360,6 +360,7 @@ def _write(prepared: Prepared, *, profile: DeviceProfile, out_dir: Path, calib: 
             "notes": list(prepared.notes),
             "monitoring": reference,
             "files": {member: sha256_hex(data) for member, data in members.items()},
+            "sizes": {member: len(data) for member, data in members.items()},
         }
     )  # fmt: skip
     members[MANIFEST] = manifest.to_json()

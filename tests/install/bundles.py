@@ -92,6 +92,8 @@ def variant(
     for name, data in (members or {}).items():
         contents[name] = data
         manifest["files"][name] = hashlib.sha256(data).hexdigest()
+        if "sizes" in manifest:
+            manifest["sizes"][name] = len(data)
         if name == manifest["model"]["file"]:
             manifest["model"]["sha256"] = manifest["files"][name]
             manifest["model"]["size"] = len(data)

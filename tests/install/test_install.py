@@ -252,3 +252,25 @@ def test_a_member_refused_while_streaming_leaves_not_even_the_root(
     with pytest.raises(IntegrityError, match=r"member model\.tflite: sha256"):
         install_bundle(bad, root=root, trusted_keys=kit.keys_dir)
     assert not (tmp_path / "new").exists(), "the folders made for the install are gone"
+
+
+def test_a_member_larger_than_its_signed_size_is_refused_from_its_header(
+    kit: Kit, tmp_path: Path
+) -> None:
+    """The manifest signs every member's size: 64 MB of zeros in place of labels.txt is
+    refused from the tar header, before a byte of it is inflated or written."""
+    from edge.bundle.archive import pack_archive, read_archive
+    from edge.bundle.manifest import load_manifest
+
+    members = read_archive(kit.bundle)
+    manifest = load_manifest(members["manifest.json"])
+    assert manifest.sizes is not None and manifest.sizes["labels.txt"] == len(members["labels.txt"])
+    members["labels.txt"] = bytes(64 * 2**20)
+    bad = tmp_path / "big-labels.tar.gz"
+    bad.write_bytes(pack_archive(members))
+    root = tmp_path / "root"
+    with pytest.raises(
+        IntegrityError, match=r"labels\.txt.*67,108,864 bytes, the signed manifest says"
+    ):
+        install_bundle(bad, root=root, trusted_keys=kit.keys_dir)
+    assert not root.exists()
