@@ -4,9 +4,10 @@ manifest.json and manifest.sig come first (at most ``max_head_bytes`` each) and 
 checked by the caller's ``open_head`` (signature, manifest, device) before anything else
 is inflated; every later member must be listed there, its header size must equal the
 size the manifest gives (``sizes``, or model.size in manifests without it), and it is
-hashed in 64 KiB chunks on its way to a file in the install's temporary folder. Bundles written before the head-first order still
-read: the members sorted before manifest.json (edge.service, edge.yaml, labels.txt) are
-small and are held in memory until the manifest vouches for them. The header rules and
+hashed in 64 KiB chunks on its way to a file in the install's temporary folder. Bundles
+written before the head-first order still read: the members sorted before manifest.json
+(edge.service, edge.yaml, labels.txt) are small and are held in memory until the manifest
+vouches for them. The header rules and
 limits are edge.bundle.reader's.
 """
 
