@@ -50,6 +50,12 @@ class BoxLabels:
         count = sum(len(b) for b in self.boxes)
         what = f"{count} boxes on {len(self.boxes)} images from {self.origin}"
         if self.categories is None:
+            top = max((c for sample in self.boxes for c, _ in sample), default=-1)
+            if labels and top >= len(labels):
+                raise DataError(
+                    f"{self.origin}: class id {top}, but the model has {len(labels)} labels "
+                    f"({', '.join(labels)}); fix the label files or the model's labels"
+                )
             return self.boxes, f"{what}, class ids as the model's"
         names = [name for _, name in self.categories]
         if labels and all(name in labels for name in names):
