@@ -104,12 +104,18 @@ def staging_dir(out_dir: Path) -> Iterator[Path]:
     (on the same file system, so what is published is renamed into place)."""
     from edge.errors import ConfigError
 
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--out-dir {out_dir}: cannot create it: {exc.strerror}") from exc
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".packager-staging-") as work:
-        yield Path(work)
+    try:
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".packager-staging-") as work:
+            yield Path(work)
+    finally:
+        for folder in made:  # a build that published nothing leaves no folder behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def publish_bundle(built: Any, out_dir: Path, *, force: bool, console: Any) -> Any:
