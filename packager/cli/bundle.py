@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.bundle.manifest import TASKS
+from edge.errors import ConfigError
 from packager.cli.common import (
     describe_gate,
     gate_budget,
@@ -23,6 +24,7 @@ from packager.cli.common import (
     staging_dir,
 )
 from packager.cli.compress import add_recipe_option, build_from_recipe
+from packager.evaluate.evaluation import METRIC_NAMES
 
 __all__ = [
     "add_build",
@@ -85,7 +87,20 @@ def add_bundle_options(
     p.add_argument("--device", required=True, metavar="ID|PATH", help="device profile")
     p.add_argument("--quant", choices=QUANT_CHOICES, help="default: the profile's default_quant")
     p.add_argument("--calib", type=Path, help="calibration data: .npz (x) or image folder")
-    p.add_argument("--eval", dest="eval_data", type=Path, help="evaluation data: .npz (x, y)")
+    p.add_argument(
+        "--eval",
+        dest="eval_data",
+        type=Path,
+        help="evaluation data: .npz (x, y), a folder of class folders, or of images with "
+        "YOLO txt box labels (images/ + labels/, or IMAGE.txt beside each image)",
+    )
+    p.add_argument(
+        "--eval-labels",
+        type=Path,
+        metavar="COCO.json",
+        help="box labels of the --eval folder's images as a COCO instances json "
+        "(a detector is then gated on its mAP@0.5 drop against them)",
+    )
     p.add_argument(
         "--max-drop",
         type=max_drop_arg,
@@ -103,7 +118,12 @@ def add_bundle_options(
     signing.add_argument("--key", type=Path, help="ed25519 private key (packager keygen)")
     signing.add_argument("--unsigned", action="store_true", help="no signature (tests only)")
     if task:
-        p.add_argument("--task", choices=TASKS, default="classification")
+        p.add_argument(
+            "--task",
+            choices=TASKS,
+            help="what the outputs mean (default: the sidecar MODEL.yaml beside the model, "
+            "else recognised from the outputs and logged; docs/decoders.md)",
+        )
     else:
         p.set_defaults(task="classification")
     p.add_argument("--preprocess", type=Path, help="preprocessing spec (YAML or JSON)")
@@ -131,6 +151,21 @@ def _accuracy(evaluation: Any) -> str:
         return "- (no --eval data)"
     if evaluation.metric == "fidelity":
         return f"top-1 agreement {_percent(evaluation.quantized)} (unlabelled data)"
+    if evaluation.metric in METRIC_NAMES and evaluation.drop is None:  # as it is, box labels
+        return (
+            f"{METRIC_NAMES[evaluation.metric]} {_percent(evaluation.quantized)} against the "
+            "labels (no source model to gate against)"
+        )
+    if evaluation.metric in METRIC_NAMES and evaluation.reference is not None:  # box labels
+        return (
+            f"{METRIC_NAMES[evaluation.metric]} {_percent(evaluation.quantized)} against the "
+            f"labels (source {_percent(evaluation.reference)}, drop {evaluation.drop:.2f} points)"
+        )
+    if evaluation.metric in METRIC_NAMES:
+        return (
+            f"{METRIC_NAMES[evaluation.metric]} {_percent(evaluation.quantized)} of what the "
+            f"source finds ({evaluation.drop:.2f} points lost)"
+        )
     drop = "" if evaluation.drop is None else f", drop {evaluation.drop:.2f} points"
     return f"{_percent(evaluation.quantized)} (source {_percent(evaluation.reference)}{drop})"
 
@@ -166,6 +201,7 @@ def build_from_args(
             quant=args.quant,
             calib=args.calib,
             eval_data=args.eval_data,
+            eval_labels=args.eval_labels,
             max_drop=budget,
             labels=args.labels,
             name=args.name,
@@ -188,6 +224,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     console = make_console(stderr=args.json)
     profile = load_profile(args.device)
     if args.recipe is not None:
+        if args.eval_labels is not None:
+            raise ConfigError("--eval-labels goes with --eval; a --recipe sets its own data")
         built = build_from_recipe(
             args, profile=profile, console=console, preprocess=read_preprocess(args.preprocess)
         )
