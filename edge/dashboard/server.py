@@ -40,7 +40,7 @@ from edge.dashboard.pages import Broadcaster
 from edge.dashboard.settings import DashboardSettings
 from edge.dashboard.state import Fleet
 from edge.dashboard.subscriber import BrokerFeed
-from edge.http.access import Access, is_loopback, read_token, redact
+from edge.http.access import Access, guard, redact
 
 log = logging.getLogger(__name__)
 STATIC_FILES = {  # route -> (file in edge/dashboard/static, content type)
@@ -288,22 +288,11 @@ class Dashboard:
         """The Host allow-list and token (read now); ListenError when listening beyond
         loopback without a token."""
         settings = self.settings
-        token = None
-        if settings.token_file is not None:
-            token = read_token(settings.token_file, "--token-file")
-        elif not is_loopback(settings.listen_host):
-            raise ListenError(
-                f"--listen {shown} is reachable beyond this machine: give --token-file with a "
-                "file holding a random token (e.g. `openssl rand -hex 32`), or listen on "
-                "127.0.0.1"
-            )
-        return Access(
-            settings.listen_host,
-            token=token,
-            allowed_hosts=settings.allowed_hosts,
-            option="--token-file",
-            hosts_option="--allow-host",
-        )
+        return guard(
+            settings.listen_host, settings.token_file, listen=("--listen", shown),
+            option="--token-file", hosts_option="--allow-host",
+            allowed_hosts=tuple(settings.allowed_hosts), error=ListenError,
+        )  # fmt: skip
 
 
 def _send(handler: BaseHTTPRequestHandler, data: bytes) -> None:

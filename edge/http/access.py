@@ -67,6 +67,29 @@ def read_token(path: Path, option: str) -> str:
     return token
 
 
+def guard(
+    bind_host: str,
+    token_file: Path | None,
+    *,
+    listen: tuple[str, str],
+    option: str,
+    hosts_option: str,
+    allowed_hosts: tuple[str, ...] = (),
+    error: type[Exception] = ConfigError,
+) -> Access:
+    """The Access of a server bound to ``bind_host``: the token read from ``token_file``
+    now; ``error`` (naming the settings) when it listens beyond loopback without one.
+    ``listen`` is (the listen option's name, the address as given)."""
+    token = read_token(token_file, option) if token_file is not None else None
+    if token is None and not is_loopback(bind_host):
+        raise error(
+            f"{listen[0]} {listen[1]} is reachable beyond this machine: give {option} a file "
+            "holding a random token (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+        )
+    return Access(bind_host, token=token, allowed_hosts=allowed_hosts, option=option,
+                  hosts_option=hosts_option)  # fmt: skip
+
+
 def host_of(header: str) -> str:
     """The host part of a Host header (``[::1]:8050`` -> ``::1``), lower case."""
     value = header.strip().lower()

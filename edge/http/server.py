@@ -26,7 +26,7 @@ from typing import cast
 
 from edge.daemon.health import HealthCheck
 from edge.errors import ConfigError
-from edge.http.access import Access, is_loopback, read_token, redact
+from edge.http.access import Access, guard, redact
 from edge.http.routes import EndpointView, Reply, Routes, text
 
 log = logging.getLogger(__name__)
@@ -192,16 +192,11 @@ class HttpEndpoint:
         """The Host allow-list and the token (read now); a ConfigError, naming
         http.token_file, when listening beyond loopback without one."""
         settings = self.daemon.config.http
-        token = None
-        if settings.token_file is not None:
-            token = read_token(settings.token_file, "http.token_file")
-        elif not is_loopback(self.host):
-            raise HttpListenError(
-                f"http.listen {self.listen} is reachable beyond this machine and "
-                "http.token_file is not set: set it to a file holding a random token "
-                "(e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
-            )
-        return Access(self.host, token=token, allowed_hosts=tuple(settings.allowed_hosts))
+        return guard(
+            self.host, settings.token_file, listen=("http.listen", self.listen),
+            option="http.token_file", hosts_option="http.allowed_hosts",
+            allowed_hosts=tuple(settings.allowed_hosts), error=HttpListenError,
+        )  # fmt: skip
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         server, thread = self._server, self._thread

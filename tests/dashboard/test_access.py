@@ -114,7 +114,7 @@ def test_listening_beyond_loopback_needs_a_token(broker: Broker, token_file: Pat
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "edge: error: --listen 0.0.0.0:0 is reachable beyond this machine: give --token-file "
-        "with a file holding a random token (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
+        "a file holding a random token (e.g. `openssl rand -hex 32`), or listen on 127.0.0.1"
     ]
     shared = start_dashboard(broker.port, listen_host="0.0.0.0", token_file=token_file)
     try:
