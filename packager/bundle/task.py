@@ -25,7 +25,7 @@ from edge.postprocess.config import PostprocessConfig
 from edge.postprocess.factory import check_outputs
 from edge.postprocess.recognise import preprocess_hint
 from edge.runtime import load_model
-from edge.runtime.preprocess import PreprocessSpec
+from edge.runtime.preprocess import PreprocessSpec, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,15 @@ def _sidecar_data(request: TaskRequest) -> dict[str, Any]:
             f"--task {request.task} but the sidecar {sidecar} says task {given}; drop one of them"
         )
     return data
+
+
+def sidecar_preprocess(request: TaskRequest) -> PreprocessSpec | None:
+    """The preprocessing the sidecar beside the model gives, None without one: the data
+    are calibrated and evaluated through it, as the device will feed the model."""
+    data = _sidecar_data(request)
+    if "preprocess" not in data:
+        return None
+    return parse_spec(data["preprocess"], source=f"{request.sidecar} preprocess")
 
 
 def _check_fits(post: PostprocessConfig, pre: PreprocessSpec, model: bytes) -> None:

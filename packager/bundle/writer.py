@@ -51,7 +51,7 @@ from edge.runtime import ModelRunner, load_model
 from edge.runtime.preprocess import PreprocessSpec, default_spec
 from packager import __version__
 from packager.bundle.prepared import Prepared, convert_for_bundle
-from packager.bundle.task import TaskChoice, TaskRequest, resolve_task
+from packager.bundle.task import TaskChoice, TaskRequest, resolve_task, sidecar_preprocess
 from packager.bundle.unit import service_unit
 from packager.errors import SourceModelError
 from packager.evaluate.evaluation import Evaluation, loss_points
@@ -292,7 +292,8 @@ def build_bundle(
     if labels is not None and not labels.is_file():
         raise ConfigError(f"--labels {labels}: no such file")
     created = _created(named)
-    preprocess = fit_layout(preprocess, model)
+    # a sidecar's preprocessing holds for calibration and evaluation too, not only the manifest
+    preprocess = fit_layout(preprocess or sidecar_preprocess(request), model)
     if is_as_is(model):
         prepared = prepare_as_is(
             model=model, profile=profile, quant=quant, calib=calib, eval_data=eval_data,

@@ -332,6 +332,8 @@ def _read_images(
     ``yolo`` (from each image's YOLO label file) the boxes in model-input pixels."""
     size = spec_for_input(shape, spec)
     sample = (*size, spec.channels) if spec.layout == "nhwc" else (spec.channels, *size)
+    log.info("%s: %d image(s) to %dx%d by %s, %s in %s", folder, len(files), size[1], size[0],
+             spec.resize, spec.color, list(spec.input_range))  # fmt: skip
     x = np.empty((len(files), *sample), np.float32)
     many = len(files) > PROGRESS_THRESHOLD
     items = progress_iter(files, f"reading {folder.name or folder}") if many else files

@@ -149,3 +149,43 @@ def test_a_well_calibrated_int8_detector_passes_and_finds_the_boxes_on_the_devic
         )
         union = (x1 - x0) * (y1 - y0) + (want[2] - want[0]) * (want[3] - want[1]) - inter
         assert inter / union >= 0.6, (i, found[0]["box"], want)
+
+
+def test_a_sidecars_preprocessing_feeds_calibration_and_evaluation_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sidecar asks for letterbox: the square calibration and evaluation images reach
+    the 64x48 model letterboxed (as the device will feed it), not stretched, and so do the
+    self-test inputs (grey bars left and right)."""
+    import io
+    import logging
+    import shutil
+
+    from rich.console import Console
+
+    from edge.device.profiles import load_profile
+    from packager.bundle.writer import build_bundle
+
+    source = green_keras_detector()
+    model = tmp_path / "boxed.keras"
+    shutil.copy(source, model)
+    sidecar = source.with_suffix(".yaml").read_text()
+    model.with_suffix(".yaml").write_text(sidecar.replace("resize: stretch", "resize: letterbox"))
+    images = tmp_path / "images"
+    images.mkdir()
+    x, _ = scenes(8, seed=5)
+    for i, image in enumerate(x):
+        square = cv2.resize((image * 255).astype(np.uint8), (96, 96))
+        assert cv2.imwrite(str(images / f"{i}.png"), cv2.cvtColor(square, cv2.COLOR_RGB2BGR))
+    with caplog.at_level(logging.INFO, logger="packager.sources.data"):
+        built = build_bundle(model=model, profile=load_profile("linux-x86_64"),
+                             out_dir=tmp_path / "dist", quant="int8", calib=images,
+                             eval_data=images, max_drop=5.0, unsigned=True,
+                             console=Console(file=io.StringIO()))  # fmt: skip
+    reads = [r.getMessage() for r in caplog.records if "image(s) to 64x48" in r.getMessage()]
+    assert len(reads) >= 2 and all("by letterbox" in line for line in reads), reads
+    assert built.manifest.preprocessing.resize == "letterbox"
+    with np.load(io.BytesIO(read_archive(built.path)["selftest.npz"])) as selftest:
+        inputs = selftest["x"]
+    bars = np.concatenate([inputs[:, :, :7], inputs[:, :, -7:]], axis=2)
+    assert np.allclose(bars, 114 / 255, atol=0.01), "letterbox bars: 48x48 centred in 64x48"
