@@ -26,16 +26,15 @@ import contextlib
 import logging
 import os
 import re
-import stat
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.common.private import FILE_MODE, private_folder, private_folders
+
 log = logging.getLogger(__name__)
 
 SEQ_FILE = ".seq"
-FILE_MODE = 0o600  # feedback frames are the daemon's user's alone
-FOLDER_MODE = 0o700
 SIDECAR_SUFFIX = ".json"
 SAMPLE_SUFFIXES = (".jpg", ".npy")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -90,13 +89,7 @@ class FeedbackStore:
         """Create the folder and take stock of it (once; again after a failure)."""
         if self._opened:
             return
-        self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-        mode = stat.S_IMODE(self.folder.stat().st_mode)
-        if mode & 0o077:  # made by an older edge, or by hand: tightened
-            try:
-                self.folder.chmod(mode & ~0o077)
-            except OSError as exc:  # not its owner: kept as it is, and said
-                log.warning("feedback: %s: others can read it: %s", self.folder, exc.strerror)
+        private_folder(self.folder)  # made by an older edge, or by hand: tightened
         found: list[tuple[str, int, str, StoredSample]] = []
         for day in sorted(p for p in self.folder.iterdir() if p.is_dir() and _DAY.match(p.name)):
             found.extend(self._scan_day(day))
@@ -159,7 +152,7 @@ class FeedbackStore:
         size = len(sample) + len(sidecar)
         self._make_room(size)
         folder = self.folder / day
-        folder.mkdir(mode=FOLDER_MODE, exist_ok=True)
+        private_folders(folder)
         sample_path, sidecar_path = folder / (stem + suffix), folder / (stem + SIDECAR_SUFFIX)
         _write_atomic(sample_path, sample)
         try:

@@ -10,30 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.common.private import FILE_MODE, private_fd, private_folders
 from edge.postprocess.results import Result
 from edge.sinks.base import SinkError
 
 STDOUT = "-"
-FILE_MODE = 0o600  # results are the daemon's user's alone
-FOLDER_MODE = 0o700
 log = logging.getLogger(__name__)
-
-
-def _private(fd: int, name: str) -> None:
-    """Take group's and others' access from an existing file (an older edge made 0644)."""
-    mode = stat.S_IMODE(os.fstat(fd).st_mode)
-    if mode & 0o077:
-        try:
-            os.fchmod(fd, mode & ~0o077)
-        except OSError as exc:  # not the file's owner: it stays as it is, said once
-            log.warning("%s: others can read it, and its mode stays: %s", name, exc.strerror)
 
 
 class JsonLinesConfig(BaseModel):
@@ -62,11 +50,9 @@ class JsonLinesSink:
         self._fd: int | None = None
         if self.path is not None:
             try:
-                folder = self.path.parent
-                for missing in reversed([p for p in (folder, *folder.parents) if not p.exists()]):
-                    missing.mkdir(mode=FOLDER_MODE, exist_ok=True)  # each 0700, unlike parents=
+                private_folders(self.path.parent)  # results are the daemon's user's alone
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
-                _private(self._fd, self.name)
+                private_fd(self._fd, self.name)  # an older edge made 0644
             except OSError as exc:
                 raise SinkError(
                     f"{self.name}: cannot open for appending: {exc.strerror}; "
