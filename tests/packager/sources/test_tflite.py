@@ -4,9 +4,9 @@ self-tested; an Edge TPU-compiled one only for edgetpu profiles; bad files refus
 from __future__ import annotations
 
 import io
-from typing import Any
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
