@@ -184,7 +184,14 @@ def test_motion_gated_streams_publish_tracked_objects(
         {
             "device_id": "cams",
             "bundle": str(scenes["detector"]),
-            "sources": [f"a={scenes['a']}", f"b={scenes['b']}"],
+            # b at its real rate (3 s), so telemetry sees it being read whatever the load
+            "sources": [
+                f"a={scenes['a']}",
+                {
+                    "name": "b",
+                    "source": {"type": "video", "path": str(scenes["b"]), "realtime": True},
+                },
+            ],
             "motion": {"enabled": True, "keepalive_s": 60, "hold_s": 0.5},
             "runtime": {"threads": 1},
             "sinks": [],
@@ -242,7 +249,7 @@ def test_motion_gated_streams_publish_tracked_objects(
     # per-stream stats in telemetry and /metrics
     telemetry = [json.loads(m.payload) for m in subscriber.on("edge/cams/telemetry")]
     assert all(set(t["streams"]) == {"a", "b"} for t in telemetry)
-    assert any(t["streams"]["a"]["camera_fps"] > 0 for t in telemetry)
+    assert any(t["streams"]["b"]["camera_fps"] > 0 for t in telemetry)
     assert telemetry[-1]["streams"]["b"]["skipped"] > 0
     from edge.http.metrics import DaemonCollector
 

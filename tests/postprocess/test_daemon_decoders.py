@@ -194,10 +194,13 @@ def test_doctor_and_info_carry_the_start_up_warnings(tmp_path: Path, images: Pat
     model = loose("face_detection_short_range", tmp_path / "m", {"task": "classification"})
     config = parse_config({"bundle": str(model), "install_root": str(tmp_path / "state")},
                           origin="test")  # fmt: skip
-    ok, first, second = check_bundle(DoctorContext(config=config))
+    ok, first, second, recognised = check_bundle(DoctorContext(config=config))
     assert ok.severity == "ok" and (first.severity, second.severity) == ("warning", "warning")
     assert first.id == "decoder" and "leaves 1 [1, 896, 1] unused" in first.finding
     assert "14336 'classes'" in second.finding and "sidecar" in second.fix
+    # and what the outputs look like instead (the doctor's task check)
+    assert recognised.id == "model.outputs" and recognised.severity == "warning"
+    assert "look like detection" in recognised.finding
     daemon = _daemon(tmp_path, model, images)
     daemon.start()
     try:
