@@ -25,6 +25,7 @@ from pydantic import (
 from edge.common.validation import describe_errors
 from edge.common.yamltext import MAX_BYTES, load_yaml
 from edge.errors import ConfigError
+from edge.mqtt.schemas import SAFE_COMMANDS, CommandName  # a leaf: pydantic only
 from edge.pipeline.config import PipelineConfig
 from edge.postprocess.config import PostprocessConfig
 from edge.runtime.delegates import parse_chain
@@ -83,10 +84,6 @@ class TlsSettings(_Settings):
     insecure: bool = False  # skip hostname checks: for test brokers only
 
 
-CommandName = Literal["ping", "reload", "restart", "set", "snapshot", "install"]
-# Commands that change neither what leaves the device nor the software it runs:
-# snapshot (camera images off the device) and install (new software) are opt-in.
-SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "reload", "restart", "set")
 TOPIC_PART = r"^[^#+]+$"
 
 

@@ -3,13 +3,34 @@ spool, commands and Home Assistant discovery. See docs/mqtt.md.
 
 Entry point: ``attach(daemon) -> MqttService``; ``service.sink`` joins the daemon's
 sinks, ``service.start()`` after the daemon starts, ``service.stop()`` after it stops.
+
+The names below load on first use (PEP 562), so importing a leaf such as
+``edge.mqtt.schemas`` or ``edge.mqtt.topics`` does not pull in paho and the service
+(docs/runtime.md, "Memory").
 """
 
-from edge.mqtt.connection import Backoff
-from edge.mqtt.errors import MqttConnectError, MqttError, SpoolError
-from edge.mqtt.service import MqttService, attach
-from edge.mqtt.spool import Spool
-from edge.mqtt.topics import Topics
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.mqtt.connection import Backoff
+    from edge.mqtt.errors import MqttConnectError, MqttError, SpoolError
+    from edge.mqtt.service import MqttService, attach
+    from edge.mqtt.spool import Spool
+    from edge.mqtt.topics import Topics
+
+_HOMES = {
+    "Backoff": "edge.mqtt.connection",
+    "MqttConnectError": "edge.mqtt.errors",
+    "MqttError": "edge.mqtt.errors",
+    "MqttService": "edge.mqtt.service",
+    "Spool": "edge.mqtt.spool",
+    "SpoolError": "edge.mqtt.errors",
+    "Topics": "edge.mqtt.topics",
+    "attach": "edge.mqtt.service",
+}
 
 __all__ = [
     "Backoff",
@@ -21,3 +42,12 @@ __all__ = [
     "Topics",
     "attach",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value

@@ -4,6 +4,10 @@ Every outbound JSON payload has ``schema`` (name/version) and ``seq``: a per-dev
 per-topic counter that only grows (it is kept in the spool's database, so it survives
 restarts), so a dashboard sees gaps and a replay from the spool can be de-duplicated.
 Inbound command payloads are strict: unknown keys and wrong types are refused.
+
+A leaf: pydantic only, no other part of edge (the daemon's config takes CommandName and
+SAFE_COMMANDS from here), so a dashboard or the packager reading these payloads loads
+neither OpenCV, the runtime nor paho (docs/runtime.md, "Memory").
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.daemon.config import SAFE_COMMANDS, CommandName
+CommandName = Literal["ping", "reload", "restart", "set", "snapshot", "install"]
+# Commands that change neither what leaves the device nor the software it runs:
+# snapshot (camera images off the device) and install (new software) are opt-in.
+SAFE_COMMANDS: tuple[CommandName, ...] = ("ping", "reload", "restart", "set")
 
 INFO_SCHEMA = "edge.device.info/1"
 TELEMETRY_SCHEMA = "edge.telemetry/1"
@@ -229,5 +236,5 @@ COMMANDS: dict[str, type[_Command]] = {
 }
 DEFAULT_ALLOWED = frozenset(SAFE_COMMANDS)
 if set(COMMANDS) != set(get_args(CommandName)):  # the config's allow-list names these
-    raise RuntimeError("edge.daemon.config.CommandName and edge.mqtt.schemas.COMMANDS disagree")
+    raise RuntimeError("edge.mqtt.schemas.CommandName and COMMANDS disagree")
 Status = Literal["online", "offline", "stopped"]

@@ -1,0 +1,59 @@
+"""What reading contract 3's payloads costs a process that is not the daemon: the fleet
+dashboard and the packager's feedback tools import edge.mqtt.schemas, and must not load
+OpenCV, the TFLite runtime or paho for it (docs/runtime.md, "Memory")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("cv2", "ai_edge_litert", "tflite_runtime", "paho", "edge.mqtt.service")
+
+
+def loaded_after(statement: str) -> list[str]:
+    """The HEAVY modules a fresh interpreter holds after ``statement``."""
+    code = (
+        f"import json, sys\n{statement}\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return list(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import edge.mqtt.schemas",
+        "from edge.mqtt.topics import Topics",
+        "import edge.dashboard.payloads",
+    ],
+)
+def test_payload_readers_load_no_camera_runtime_or_broker_client(statement: str) -> None:
+    assert loaded_after(statement) == []
+
+
+def test_the_package_names_still_load_on_use() -> None:
+    loaded = loaded_after("from edge.mqtt import MqttService, Spool, attach")
+    assert "paho" in loaded and "edge.mqtt.service" in loaded
+    import edge.mqtt
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        edge.mqtt.Nope  # noqa: B018
+
+
+def test_the_config_allows_the_safe_commands_and_refuses_unknown_ones() -> None:
+    from pydantic import ValidationError
+
+    from edge.daemon.config import MqttSettings
+    from edge.mqtt.schemas import COMMANDS, DEFAULT_ALLOWED
+
+    assert set(MqttSettings().commands) == DEFAULT_ALLOWED == {"ping", "reload", "restart", "set"}
+    assert MqttSettings(commands=["snapshot", "install"]).commands == ["snapshot", "install"]
+    assert {"snapshot", "install"} <= set(COMMANDS)
+    with pytest.raises(ValidationError, match="reboot"):
+        MqttSettings.model_validate({"commands": ["reboot"]})
