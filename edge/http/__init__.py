@@ -6,11 +6,31 @@ daemon does this when ``http.enabled``), ``.stop()`` when it stops. ``routes`` a
 each path without a socket; ``metrics`` is the Prometheus collector; ``server`` binds
 ``http.listen`` and serves on a background thread; ``access`` holds both web surfaces
 (this endpoint and the fleet dashboard) to the Host allow-list and the bearer token.
+
+The names below load on first use (PEP 562), so the dashboard's ``edge.http.access``
+does not pull in prometheus_client and the daemon's config (docs/runtime.md, "Memory").
 """
 
-from edge.http.metrics import DaemonCollector, make_registry
-from edge.http.routes import EndpointView, Reply, Routes
-from edge.http.server import HttpEndpoint, HttpListenError, parse_listen
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.http.metrics import DaemonCollector, make_registry
+    from edge.http.routes import EndpointView, Reply, Routes
+    from edge.http.server import HttpEndpoint, HttpListenError, parse_listen
+
+_HOMES = {
+    "DaemonCollector": "edge.http.metrics",
+    "EndpointView": "edge.http.routes",
+    "HttpEndpoint": "edge.http.server",
+    "HttpListenError": "edge.http.server",
+    "Reply": "edge.http.routes",
+    "Routes": "edge.http.routes",
+    "make_registry": "edge.http.metrics",
+    "parse_listen": "edge.http.server",
+}
 
 __all__ = [
     "DaemonCollector",
@@ -22,3 +42,12 @@ __all__ = [
     "make_registry",
     "parse_listen",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value

@@ -1,6 +1,7 @@
 """What reading contract 3's payloads costs a process that is not the daemon: the fleet
-dashboard and the packager's feedback tools import edge.mqtt.schemas, and must not load
-OpenCV, the TFLite runtime or paho for it (docs/runtime.md, "Memory")."""
+dashboard and the packager's feedback tools import edge.mqtt.schemas (and the dashboard
+edge.http.access), and must not load OpenCV, the TFLite runtime, paho or
+prometheus_client for it (docs/runtime.md, "Memory")."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import sys
 
 import pytest
 
-HEAVY = ("cv2", "ai_edge_litert", "tflite_runtime", "paho", "edge.mqtt.service")
+HEAVY = (
+    "cv2",
+    "ai_edge_litert",
+    "tflite_runtime",
+    "paho",
+    "prometheus_client",
+    "edge.mqtt.service",
+)
 
 
 def loaded_after(statement: str) -> list[str]:
@@ -31,6 +39,7 @@ def loaded_after(statement: str) -> list[str]:
         "import edge.mqtt.schemas",
         "from edge.mqtt.topics import Topics",
         "import edge.dashboard.payloads",
+        "from edge.http.access import guard",
     ],
 )
 def test_payload_readers_load_no_camera_runtime_or_broker_client(statement: str) -> None:
@@ -40,10 +49,13 @@ def test_payload_readers_load_no_camera_runtime_or_broker_client(statement: str)
 def test_the_package_names_still_load_on_use() -> None:
     loaded = loaded_after("from edge.mqtt import MqttService, Spool, attach")
     assert "paho" in loaded and "edge.mqtt.service" in loaded
+    assert "prometheus_client" in loaded_after("from edge.http import HttpEndpoint, Routes")
+    import edge.http
     import edge.mqtt
 
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        edge.mqtt.Nope  # noqa: B018
+    for package in (edge.mqtt, edge.http):
+        with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+            package.Nope  # noqa: B018
 
 
 def test_the_config_allows_the_safe_commands_and_refuses_unknown_ones() -> None:
