@@ -81,13 +81,17 @@ class StageMetrics:
             self._counters["frames_in"] += 1
             self._observe("preprocess", preprocess_s)
 
-    def record_item(self, inference_s: float, postprocess_s: float) -> None:
-        """A batch of one: its inference and its postprocessing, under one lock."""
+    def record_items(self, queue_waits: list[float], timings: list[tuple[float, float]]) -> None:
+        """A chunk run as batches of one: each frame's queue wait, then each (inference,
+        postprocess) pair, under one lock (the per-frame cost is a list append)."""
         with self._lock:
-            self._observe("inference", inference_s)
-            self._counters["batches"] += 1
-            self._batches.append(1)
-            self._observe("postprocess", postprocess_s)
+            for seconds in queue_waits:
+                self._observe("queue_wait", seconds)
+            for inference_s, postprocess_s in timings:
+                self._observe("inference", inference_s)
+                self._observe("postprocess", postprocess_s)
+            self._counters["batches"] += len(timings)
+            self._batches.extend([1] * len(timings))
 
     def record_inference(self, seconds: float, size: int) -> None:
         """One micro-batch of ``size`` items ran in ``seconds``."""
@@ -96,14 +100,17 @@ class StageMetrics:
             self._counters["batches"] += 1
             self._batches.append(size)
 
-    def record_processed(self, sink_seconds: float) -> None:
-        """One result went through the sinks in ``sink_seconds``: ``sink`` and
+    def record_delivered(self, sink_seconds: list[float]) -> None:
+        """Several results went through the sinks (one timing each): ``sink`` and
         ``processed`` under one lock."""
+        if not sink_seconds:
+            return
         with self._lock:
-            self._observe("sink", sink_seconds)
-            self._counters["processed"] += 1
+            for seconds in sink_seconds:
+                self._observe("sink", seconds)
+            self._counters["processed"] += len(sink_seconds)
             now = self._clock()
-            self._done.append((now, 1))
+            self._done.append((now, len(sink_seconds)))
             self._prune(now)
 
     def count(self, name: str, n: int = 1) -> None:

@@ -69,20 +69,24 @@ class SinkStage:
             self._unflushed, self._last = True, time.monotonic()
 
     def _deliver(self, results: list[Result | None]) -> None:
-        for i, result in enumerate(results):
-            if result is None:
-                continue
-            if self._abort.is_set():
-                self._metrics.count("dropped", sum(r is not None for r in results[i:]))
-                return
-            start = perf_counter()
-            for sink in self.sinks:
-                try:
-                    sink.handle(result)
-                except Exception as exc:
-                    self._metrics.count("sink_errors")
-                    self._failed(f"sink {sink.name}", f"frame {result.frame_seq}", exc)
-            self._metrics.record_processed(perf_counter() - start)
+        took: list[float] = []  # sink time per delivered result, recorded under one lock
+        try:
+            for i, result in enumerate(results):
+                if result is None:
+                    continue
+                if self._abort.is_set():
+                    self._metrics.count("dropped", sum(r is not None for r in results[i:]))
+                    return
+                start = perf_counter()
+                for sink in self.sinks:
+                    try:
+                        sink.handle(result)
+                    except Exception as exc:
+                        self._metrics.count("sink_errors")
+                        self._failed(f"sink {sink.name}", f"frame {result.frame_seq}", exc)
+                took.append(perf_counter() - start)
+        finally:
+            self._metrics.record_delivered(took)
 
     def idle(self) -> None:
         """Flush when results stopped coming for FLUSH_IDLE_S (a lane waiting for work)."""

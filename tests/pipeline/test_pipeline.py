@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -280,6 +280,69 @@ def test_metrics_snapshot_covers_every_stage(load: Loader) -> None:
     assert snapshot["fps"] > 0 and set(snapshot["queue_depth"]) == {"frames", "results"}
     assert snapshot["counters"]["processed"] == 50 and pipeline.error is None
     consistent(pipeline)
+
+
+def test_every_stage_counts_every_frame_at_batch_one(load: Loader) -> None:
+    """Lanes record a chunk's timings at once: /metrics still counts each frame once."""
+    with make(load("int8"), [CollectingSink()], queue_size=64) as pipeline:
+        for frame in frames_of(np.zeros((300, 8, 8, 1), np.float32)):
+            assert pipeline.submit(frame)
+    snapshot = pipeline.metrics.snapshot()
+    counts = {name: stage["count"] for name, stage in snapshot["stages"].items()}
+    assert counts == {
+        "capture": 0,  # frames were submitted, not read from a source
+        "preprocess": 300,
+        "queue_wait": 300,
+        "inference": 300,
+        "postprocess": 300,
+        "sink": 300,
+    }
+    assert snapshot["counters"]["batches"] == 300 and snapshot["batch_size"]["max"] == 1
+    assert all(h["count"] == 300 for n, h in snapshot["histograms"].items() if n != "capture")
+    assert consistent(pipeline)["processed"] == 300
+
+
+class LatencyAtHandOver:
+    """Keeps each result with the latency it had when the sink got it."""
+
+    name = "seen"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Result, float | None]] = []
+
+    def handle(self, result: Result) -> None:
+        self.seen.append((result, result.latency_ms))
+
+    def flush(self) -> None:
+        """Nothing buffered."""
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def test_a_postprocess_that_hands_out_one_result_object_still_gives_each_frame_its_latency(
+    load: Loader,
+) -> None:
+    shared = Result(frame_seq=0, timestamp=0.0, source="cached", task="classification")
+
+    def cached(outputs: Sequence[np.ndarray], frame: Frame, model_input: np.ndarray) -> Result:
+        return shared
+
+    sink = LatencyAtHandOver()
+    with Pipeline(
+        load("int8"),
+        preprocess=copy_in,
+        postprocess=cached,
+        sinks=[sink],
+        config=PipelineConfig(queue_size=8),
+        live=False,
+    ) as pipeline:
+        for frame in frames_of(np.zeros((20, 8, 8, 1), np.float32)):
+            assert pipeline.submit(frame)
+    assert len(sink.seen) == 20
+    # what a sink was handed is not changed afterwards, and every result has a latency
+    assert all(r.latency_ms == at_hand_over and at_hand_over for r, at_hand_over in sink.seen)
+    assert len({id(r) for r, _ in sink.seen}) == 20
 
 
 def test_a_failing_source_is_surfaced(load: Loader) -> None:
