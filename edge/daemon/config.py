@@ -26,6 +26,7 @@ from edge.common.validation import describe_errors
 from edge.common.yamltext import MAX_BYTES, load_yaml
 from edge.errors import ConfigError
 from edge.mqtt.schemas import SAFE_COMMANDS, CommandName  # a leaf: pydantic only
+from edge.mqtt.topics import TOPIC_PART
 from edge.pipeline.config import PipelineConfig
 from edge.postprocess.config import PostprocessConfig
 from edge.runtime.delegates import parse_chain
@@ -82,9 +83,6 @@ class TlsSettings(_Settings):
     cert_file: Path | None = None
     key_file: Path | None = None
     insecure: bool = False  # skip hostname checks: for test brokers only
-
-
-TOPIC_PART = r"^[^#+]+$"
 
 
 class MqttSettings(_Settings):

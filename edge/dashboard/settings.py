@@ -11,7 +11,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.daemon.config import TOPIC_PART
 from edge.dashboard.defaults import (
     LISTEN_PORT,
     MAX_DEVICES,
@@ -21,6 +20,7 @@ from edge.dashboard.defaults import (
     PAGE_QUEUE,
 )
 from edge.errors import ConfigError
+from edge.mqtt.topics import TOPIC_PART
 
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0 for --listen: any free port
 

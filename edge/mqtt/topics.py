@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 HA_PREFIX = "homeassistant"
+TOPIC_PART = r"^[^#+]+$"  # a base topic or prefix: no MQTT wildcards
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,13 @@ def test_payload_readers_load_no_camera_runtime_or_broker_client(statement: str)
     assert loaded_after(statement) == []
 
 
+def test_the_fleet_dashboard_loads_no_camera_or_tflite_runtime() -> None:
+    """The dashboard needs paho (it subscribes), but neither OpenCV nor LiteRT: its
+    settings took a topic regex from the daemon's config, which pulled both (67 MB)."""
+    loaded = loaded_after("import edge.dashboard.server")
+    assert "cv2" not in loaded and "ai_edge_litert" not in loaded and "tflite_runtime" not in loaded
+
+
 def test_the_package_names_still_load_on_use() -> None:
     loaded = loaded_after("from edge.mqtt import MqttService, Spool, attach")
     assert "paho" in loaded and "edge.mqtt.service" in loaded
