@@ -39,6 +39,10 @@ class Channel(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        # a full channel wakes a blocked putter only once it is down to this many items,
+        # so capture refills it in a burst instead of being woken (and preempting a
+        # lane that still holds the GIL) for every frame taken
+        self._refill_at = capacity // 2
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
@@ -99,7 +103,7 @@ class Channel(Generic[T]):
             count = min(limit, len(self._items))
             chunk = [self._items.popleft() for _ in range(count)]
             first, self._taken = self._taken, self._taken + count
-            self._not_full.notify(count)
+            self._wake_putters()
             if self._items or self.closed:
                 self._not_empty.notify()  # another lane may take the rest (or see the end)
             return first, chunk
@@ -115,8 +119,13 @@ class Channel(Generic[T]):
             count = min(limit, len(self._items))
             chunk = [self._items.popleft() for _ in range(count)]
             first, self._taken = self._taken, self._taken + count
-            self._not_full.notify(count)
+            self._wake_putters()
             return first, chunk
+
+    def _wake_putters(self) -> None:
+        """After a take (lock held): wake the putters once the channel is low."""
+        if len(self._items) <= self._refill_at:
+            self._not_full.notify(self.capacity - len(self._items))
 
     def drain(self) -> list[T]:
         with self._lock:

@@ -115,10 +115,11 @@ def test_drop_oldest_under_a_slow_sink_drops_and_counts(load: Loader) -> None:
     assert seqs == sorted(seqs) and seqs[-1] == 59  # the newest frame survives
 
 
-def test_block_never_drops(load: Loader) -> None:
+@pytest.mark.parametrize("queue_size", [1, 2, 5])  # the channel refills from half empty
+def test_block_never_drops(load: Loader, queue_size: int) -> None:
     frames = frames_of(np.zeros((40, 8, 8, 1), np.float32))
     sink = CollectingSink(delay=0.003)
-    with make(load("int8"), [sink], live=False, queue_size=2) as pipeline:
+    with make(load("int8"), [sink], live=False, queue_size=queue_size) as pipeline:
         assert pipeline.policy == "block"
         for frame in frames:
             assert pipeline.submit(frame)
