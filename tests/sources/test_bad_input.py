@@ -98,12 +98,18 @@ def test_max_pixels_sets_the_limit(bad_folder: Path) -> None:
     assert source.rejected == {"too_many_pixels": 1}
 
 
+@pytest.fixture
+def model(digits: DigitsModels, tmp_path: Path) -> Path:
+    """The digits model with its sidecar, as `edge run MODEL` takes it."""
+    path = tmp_path / "digits.tflite"
+    path.write_bytes(digits.tflite["fp32"].read_bytes())
+    path.with_suffix(".yaml").write_text(DIGITS_SIDECAR)
+    return path
+
+
 def test_edge_run_skips_bad_images_and_goes_on(
-    digits: DigitsModels, bad_folder: Path, tmp_path: Path
+    model: Path, bad_folder: Path, tmp_path: Path
 ) -> None:
-    model = tmp_path / "digits.tflite"
-    model.write_bytes(digits.tflite["fp32"].read_bytes())
-    model.with_suffix(".yaml").write_text(DIGITS_SIDECAR)
     out = tmp_path / "out.jsonl"
     done = edge_run(model, "--source", bad_folder, "--sink", f"jsonl:{out}", "--threads", "1")
     assert done.returncode == 0, done.stderr
@@ -162,11 +168,8 @@ def test_a_video_too_big_for_max_pixels_fails_on_open(broken_video: Path) -> Non
 
 
 def test_edge_run_plays_a_video_with_corrupt_frames_to_the_end(
-    digits: DigitsModels, broken_video: Path, tmp_path: Path
+    model: Path, broken_video: Path, tmp_path: Path
 ) -> None:
-    model = tmp_path / "digits.tflite"
-    model.write_bytes(digits.tflite["fp32"].read_bytes())
-    model.with_suffix(".yaml").write_text(DIGITS_SIDECAR)
     out = tmp_path / "out.jsonl"
     done = edge_run(model, "--source", broken_video, "--sink", f"jsonl:{out}", "--threads", "1")
     assert done.returncode == 0, done.stderr
