@@ -33,6 +33,7 @@ from pydantic import (
 
 from edge.bundle.archive import MEMBER_NAME
 from edge.bundle.errors import IntegrityError, ManifestError
+from edge.common import jsontext
 from edge.monitor.reference import ReferenceStats
 from edge.runtime.preprocess import PreprocessSpec
 
@@ -53,6 +54,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+MAX_DEPTH = 32  # manifest.json nests 6 deep (monitoring.statistics.<name>.edges)
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 SELFTEST = "selftest.npz"
@@ -274,7 +276,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_manifest(data: bytes, origin: str = MANIFEST) -> Manifest:
     """Parse and validate manifest.json bytes; every error names ``origin`` and the field."""
     try:
-        raw = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        raw = jsontext.loads(data.decode("utf-8"), max_depth=MAX_DEPTH,
+                             object_pairs_hook=_no_duplicates)  # fmt: skip
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{origin}: not UTF-8: {exc.reason}") from exc
     except json.JSONDecodeError as exc:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edge.bundle.errors import KeyFileError, SignatureError
 from edge.bundle.manifest import SIGNATURE, canonical_json
+from edge.common import jsontext
 
 __all__ = [
     "ALGORITHM",
@@ -177,7 +178,7 @@ def sign(manifest_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:
 
 def _parse_signature(sig_bytes: bytes) -> tuple[str, bytes]:
     try:
-        raw = json.loads(sig_bytes.decode("utf-8"))
+        raw = jsontext.loads(sig_bytes.decode("utf-8"), max_depth=4)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SignatureError(f"{SIGNATURE}: not a JSON signature file: {exc}") from exc
     if not isinstance(raw, dict) or set(raw) != {"algorithm", "key_id", "signature"}:

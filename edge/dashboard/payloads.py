@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from edge.common import jsontext
 from edge.dashboard.errors import InvalidPayloadError
 from edge.mqtt.schemas import (
     DRIFT_SCHEMA,
@@ -77,10 +78,13 @@ def decode_status(payload: bytes) -> str:
     return text
 
 
+MAX_DEPTH = 32  # telemetry, the deepest payload, nests 5 deep (streams.<name>.rejected)
+
+
 def decode(kind: str, payload: bytes) -> dict[str, Any]:
     """The JSON object of a ``kind`` message, its envelope checked."""
     try:
-        doc = json.loads(payload)
+        doc = jsontext.loads(payload, max_depth=MAX_DEPTH)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidPayloadError(f"not JSON ({len(payload)} bytes): {exc}") from exc
     if not isinstance(doc, dict):

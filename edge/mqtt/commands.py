@@ -11,7 +11,6 @@ edge.postprocess.overlay).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from edge.common import jsontext
 from edge.errors import EdgeError
 from edge.mqtt.schemas import (
     COMMANDS,
@@ -37,6 +37,7 @@ from edge.postprocess.overlay import latest, snapshot_jpeg
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 64 * 1024
+MAX_DEPTH = 16  # the deepest command payload is set's {"set": {"section": {"key": ...}}}
 SNAPSHOT_QOS = 1
 MAX_ID = 128  # as the schemas' id field
 
@@ -54,7 +55,7 @@ def _request_id(payload: bytes) -> str | None:
     if len(payload) > MAX_PAYLOAD:
         return None
     try:
-        data = json.loads(payload.decode("utf-8"))
+        data = jsontext.loads(payload.decode("utf-8"), max_depth=MAX_DEPTH)
     except (UnicodeDecodeError, ValueError):
         return None
     found = data.get("id") if isinstance(data, dict) else None
@@ -127,7 +128,8 @@ class Commands:
         if len(payload) > MAX_PAYLOAD:
             return Outcome(False, f"payload of {len(payload)} bytes; at most {MAX_PAYLOAD}")
         try:
-            data = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+            text = payload.decode("utf-8")
+            data = jsontext.loads(text, max_depth=MAX_DEPTH) if payload.strip() else {}
         except (UnicodeDecodeError, ValueError) as exc:
             return Outcome(False, f"payload is not UTF-8 JSON: {exc}")
         if not isinstance(data, dict):

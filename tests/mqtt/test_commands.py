@@ -108,6 +108,18 @@ def test_errors_name_the_problem(daemon: StandInDaemon) -> None:
     assert commands.execute("ping", b"").ok  # an empty payload is {}
 
 
+def test_a_deeply_nested_payload_is_answered_not_a_traceback(daemon: StandInDaemon) -> None:
+    """10 KB of nested arrays: json recurses once per level (RecursionError, no answer,
+    before); the depth is bounded before parsing."""
+    commands = Commands(daemon, allowed={"ping"})
+    deep = b'{"id": "x", "a": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    outcome = commands.execute("ping", deep)
+    assert not outcome.ok
+    assert outcome.error == (
+        "payload is not UTF-8 JSON: JSON nested 10001 deep, more than the 16 allowed"
+    )
+
+
 def test_an_allow_list_with_an_unknown_name_is_refused(daemon: StandInDaemon) -> None:
     with pytest.raises(ValueError, match=r"unknown command.*reboot"):
         Commands(daemon, allowed={"reboot"})

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from typing import Any
 
 import numpy as np
+
+from edge.common.jsontext import json_depth
 
 MAX_JSON_DEPTH = 4  # a sample payload needs 2 ([[1, 2], [3, 4]] or {"values": [...]})
 MAX_PAYLOAD_BYTES = 64 * 1024  # default bound of one MQTT payload
@@ -31,7 +32,6 @@ REASONS = (
     "channels",  # another channel count than the stream's
     "error",  # an unexpected failure while handling the input (a bug: logged in full)
 )
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)  # a string, or a bracket
 
 
 class MalformedInputError(ValueError):
@@ -76,20 +76,6 @@ class MalformedCounter:
 
     def error(self, exc: MalformedInputError, data: bytes | str) -> None:
         self.add(str(exc), data, exc.reason)
-
-
-def json_depth(data: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``data`` (brackets inside strings do
-    not count); one regular-expression pass, no parsing."""
-    depth = deepest = 0
-    for match in _TOKENS.finditer(data):
-        char = match.group()
-        if char in (b"[", b"{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in (b"]", b"}"):
-            depth -= 1
-    return deepest
 
 
 def load_json(data: bytes | str, max_bytes: int = MAX_PAYLOAD_BYTES) -> Any:
