@@ -13,8 +13,9 @@ does not pull in prometheus_client and the daemon's config (docs/runtime.md, "Me
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edge.common.lazy import lazy_names
 
 if TYPE_CHECKING:
     from edge.http.metrics import DaemonCollector, make_registry
@@ -43,11 +44,4 @@ __all__ = [
     "parse_listen",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+__getattr__ = lazy_names(__name__, _HOMES, globals())

@@ -11,8 +11,9 @@ The names below load on first use (PEP 562), so importing a leaf such as
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edge.common.lazy import lazy_names
 
 if TYPE_CHECKING:
     from edge.mqtt.connection import Backoff
@@ -43,11 +44,4 @@ __all__ = [
     "attach",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # once loaded, a plain attribute
-    return value
+__getattr__ = lazy_names(__name__, _HOMES, globals())
