@@ -3,6 +3,8 @@ requests with urllib (HTTP errors are answers too)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.daemon.config import parse_config
@@ -32,6 +35,19 @@ def daemon_config(kit: dict[str, Path], tmp_path: Path, **overrides: Any) -> dic
         **overrides,
         "http": {"enabled": True, "listen": "127.0.0.1:0", **overrides.get("http", {})},
     }
+
+
+def run_config(settings: dict[str, Any], folder: Path) -> subprocess.CompletedProcess[str]:
+    """`edge run --config` on ``settings`` written to FOLDER/edge.yaml, as a subprocess."""
+    config = folder / "edge.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @contextmanager

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import http.client
 import logging
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon
 from edge.errors import ConfigError
 from edge.http.server import LISTEN_BACKLOG
-from tests.http.support import daemon_config, running
+from tests.http.support import daemon_config, run_config, running
 from tests.waiting import wait_until
 
 TOKEN = "3b1f0c8e6d2a47f59e0b7c4d1a2f6e8b"
@@ -119,15 +116,7 @@ def test_listening_beyond_loopback_needs_a_token(kit: dict[str, Path], tmp_path:
     settings = daemon_config(kit, tmp_path, http={"listen": "0.0.0.0:0"})
     with pytest.raises(ConfigError, match=r"http.*token_file"):
         parse_config(settings, origin="test")
-    config = tmp_path / "edge.yaml"
-    config.write_text(yaml.safe_dump(settings))
-    done = subprocess.run(
-        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_config(settings, tmp_path)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("edge: error:")]
     assert len(errors) == 1 and "http.token_file" in errors[0] and "0.0.0.0:0" in errors[0]

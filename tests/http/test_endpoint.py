@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
-import sys
 import threading
 import urllib.error
 from collections.abc import Iterator
@@ -17,7 +15,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon
@@ -31,6 +28,7 @@ from tests.http.support import (
     daemon_config,
     endpoint,
     fetch,
+    run_config,
     running,
     scrape,
     value,
@@ -322,16 +320,8 @@ def test_a_port_in_use_is_a_clear_error_and_nothing_keeps_running(
 def test_edge_run_with_a_port_in_use_exits_with_one_line(
     kit: dict[str, Path], tmp_path: Path, busy_port: int
 ) -> None:
-    config = tmp_path / "edge.yaml"
     settings = daemon_config(kit, tmp_path, http={"listen": f"127.0.0.1:{busy_port}"})
-    config.write_text(yaml.safe_dump(settings))
-    done = subprocess.run(
-        [sys.executable, "-m", "edge.cli.main", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_config(settings, tmp_path)
     assert done.returncode == 2, done.stderr
     assert f"edge: error: http.listen 127.0.0.1:{busy_port}: the port is already in use" in (
         done.stderr
