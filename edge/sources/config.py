@@ -33,6 +33,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 GLOB_CHARS = frozenset("*?[")
 MAX_PIXELS = 50_000_000  # default bound of one image or video frame (width x height)
 Pixels = Annotated[int, Field(ge=1, le=2**31)]
+# FFmpeg's decoder threads for a file or stream; 0 lets FFmpeg choose (one per core).
+# One is the default: the frames' decode then costs the least CPU (docs/config.md, "Sources")
+DecodeThreads = Annotated[int, Field(ge=0, le=64)]
 
 MAX_WINDOW = 100_000  # samples in one window (x channels floats held per window)
 Window = Annotated[int, Field(ge=1, le=MAX_WINDOW)]
@@ -70,6 +73,7 @@ class StreamSource(_Config):
 
     type: Literal["stream"] = "stream"
     url: str
+    decode_threads: DecodeThreads = 1
 
     @field_validator("url")
     @classmethod
@@ -91,6 +95,7 @@ class VideoSource(_Config):
     loop: bool = False
     realtime: bool = False
     max_pixels: Pixels = MAX_PIXELS  # a bigger frame size is refused on open
+    decode_threads: DecodeThreads = 1
 
 
 class ImagesSource(_Config):

@@ -33,6 +33,14 @@ MAX_BAD_FRAMES_IN_A_ROW = 25  # failed reads before a file counts as ended (or b
 WARN_EVERY = 100  # bad frames are logged at WARNING the first time and every 100th
 
 
+def decoder_params(threads: int) -> list[int]:
+    """VideoCapture open parameters for FFmpeg's decoder threads (0: FFmpeg's choice, a
+    thread per core). One thread decodes a VGA MJPG frame with 0.70 ms of CPU against
+    0.98 ms for FFmpeg's choice on 2 cores, and a 16x16 one in 6 us against 28 us: its
+    threads cost more than they give where inference already keeps every core busy."""
+    return [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+
+
 class CaptureSource(SourceBase):
     """Holds one cv2.VideoCapture; subclasses say how to open it and what a failed read means."""
 
@@ -155,6 +163,7 @@ class StreamCapture(CaptureSource):
             STREAM_TIMEOUT_MS,
             cv2.CAP_PROP_READ_TIMEOUT_MSEC,
             STREAM_TIMEOUT_MS,
+            *decoder_params(self.config.decode_threads),
         ]
         capture = cv2.VideoCapture(self.config.url, cv2.CAP_FFMPEG, params)
         if not capture.isOpened():
@@ -192,7 +201,9 @@ class VideoFile(CaptureSource):
         path = self.config.path
         if not path.is_file():
             raise SourceError(f"video {path}: no such file; check the path")
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(
+            str(path), cv2.CAP_FFMPEG, decoder_params(self.config.decode_threads)
+        )
         if not capture.isOpened():
             capture.release()
             raise SourceError(

@@ -115,6 +115,12 @@ def test_unknown_or_missing_type_lists_the_choices() -> None:
         ({"type": "stream"}, "url", "Field required"),
         ({"type": "video"}, "path", "Field required"),
         ({"type": "video", "path": "a.mp4", "loop": "often"}, "loop", "valid boolean"),
+        ({"type": "video", "path": "a.mp4", "decode_threads": -1}, "decode_threads", "equal to 0"),
+        (
+            {"type": "stream", "url": "rtsp://c", "decode_threads": 65},
+            "decode_threads",
+            "equal to 64",
+        ),
         ({"type": "images", "path": ""}, "path", "at least 1 character"),
         ({"type": "images", "path": "d", "realtime_fps": 0}, "realtime_fps", "greater than 0"),
         ({"type": "serial", "port": "/dev/ttyUSB0"}, "window", "Field required"),

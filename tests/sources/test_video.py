@@ -92,6 +92,24 @@ def test_other_containers_and_codecs_read_back(tmp_path: Path) -> None:
         source.close()
 
 
+def test_decoder_threads_change_the_cost_not_the_frames(tmp_path: Path) -> None:
+    """One decoder thread (the default) and FFmpeg's own choice (0) give the same pixels,
+    codec by codec; only the CPU a frame costs differs (make bench)."""
+    for name, fourcc in [("a.avi", "MJPG"), ("b.mp4", "mp4v")]:
+        path = write_video(tmp_path / name, 6, 25.0, fourcc)
+        decoded = {}
+        for threads in (1, 0, 2):
+            source = make_source(VideoSource(path=path, decode_threads=threads))
+            source.open()
+            decoded[threads] = [f.data for f in read_frames(source)]
+            source.close()
+        assert [frame_mark(f) for f in decoded[1]] == list(range(6)), name
+        for threads in (0, 2):
+            assert all(
+                np.array_equal(a, b) for a, b in zip(decoded[1], decoded[threads], strict=True)
+            )
+
+
 def test_missing_and_undecodable_files_fail_on_open(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"video .*nope\.mp4: no such file"):
         make_source(VideoSource(path=tmp_path / "nope.mp4")).open()
