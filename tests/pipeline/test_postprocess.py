@@ -62,6 +62,8 @@ def test_classify_many_classes_agrees_with_a_full_sort() -> None:
     top = classify(scores, top_k=5)
     expected = np.argsort(-scores, kind="stable")[:5]
     assert [label for label, _ in top] == [str(i) for i in expected] and top[0][0] == "10"
+    assert [score for _, score in top] == pytest.approx(scores[expected].tolist())
+    assert classify(scores, top_k=5, threshold=1.5) == (("10", 2.0), ("20", 2.0))
 
 
 def test_classification_results_carry_the_frame() -> None:
