@@ -7,6 +7,12 @@ run.
 * decode+preprocess: reading the source and preprocessing, nothing else (one thread);
 * naive: read, preprocess, run, in one loop on one thread, as a user would write it,
   at 1 thread and at every core (the best of them is "the best naive loop");
+* threaded: the least a threaded Python program does for the same work: one thread
+  reading and preprocessing into a queue, one 1-thread interpreter per core taking from
+  it (set, invoke, get), nothing else: no ordering, postprocessing or metrics. Where the
+  daemon is near this row, what is left to the ceiling is what the cores lose to
+  running those threads together (shared caches and memory bandwidth, the GIL's
+  hand-offs), not the daemon's own work;
 * daemon: `edge run` in this process (edge.daemon.Daemon, sinks off) with each
   parallelism asked for (``auto`` shows what it chose);
 * ceiling: cores / (one frame's decode+preprocess + one 1-thread invoke): every core
@@ -21,7 +27,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -41,6 +49,7 @@ from edge.sources.factory import make_source
 from edge.sources.frames import Frame
 
 log = logging.getLogger(__name__)
+QUEUED = 8  # the threaded loop's frames between its reader and its interpreters
 
 
 def _load() -> str:
@@ -128,6 +137,43 @@ class PipelineBench:
         source.close()
         return count / elapsed
 
+    def threaded(self, lanes: int) -> float:
+        runners = [load_model_for(with_threads(self.config, 1))[1] for _ in range(lanes)]
+        frames: queue.Queue[np.ndarray | None] = queue.Queue(QUEUED)
+        done = [0] * lanes
+
+        def read() -> None:
+            source = make_source(self.config.source)
+            source.open()
+            count = 0
+            try:
+                while count < self.count and (frame := source.read(1.0)) is not None:
+                    frames.put(self.preprocess(frame)[np.newaxis])
+                    count += 1
+            finally:
+                source.close()
+                for _ in runners:
+                    frames.put(None)
+
+        def infer(lane: int) -> None:
+            interpreter = runners[lane].interpreter
+            index = runners[lane].inputs[0].index
+            output = runners[lane].outputs[0].index
+            while (tensor := frames.get()) is not None:
+                interpreter.set_tensor(index, tensor)
+                interpreter.invoke()
+                interpreter.get_tensor(output)
+                done[lane] += 1
+
+        threads = [threading.Thread(target=read)]
+        threads += [threading.Thread(target=infer, args=(lane,)) for lane in range(lanes)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(done) / (time.perf_counter() - start)
+
     def daemon(self, parallelism: str) -> tuple[float, dict[str, Any] | None]:
         runtime = self.config.runtime.model_copy(update={"parallelism": parallelism})
         config = self.config.model_copy(update={"runtime": runtime})
@@ -151,6 +197,8 @@ def run_pipeline_bench(
     for threads in bench.threads:
         steps.append((f"raw {threads}t", partial(bench.raw, threads)))
         steps.append((f"naive {threads}t", partial(bench.naive, threads)))
+    if bench.cores > 1:
+        steps.append((f"threaded 1+{bench.cores}x1", partial(bench.threaded, bench.cores)))
     for mode in bench.parallelism:
 
         def run_daemon(mode: str = mode) -> float:

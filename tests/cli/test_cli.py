@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,6 +190,8 @@ def test_bench_pipeline_puts_raw_naive_and_daemon_beside_the_ceiling(
     report = json.loads(done.stdout)
     rows = report["rows"]
     assert set(rows) >= {"decode+preprocess", "raw 1t", "naive 1t", "daemon auto", "daemon 2x1"}
+    cores = os.cpu_count() or 1
+    assert (f"threaded 1+{cores}x1" in rows) == (cores > 1)  # the threaded reference loop
     assert rows["daemon 2x1"]["plan"]["interpreters"] == 2
     assert "1-thread invoke takes" in rows["daemon auto"]["plan"]["reason"]
     assert all(row["median"] > 0 for row in rows.values()) and report["ceiling_fps"] > 0
