@@ -47,7 +47,8 @@ def notable(result: Result, min_score: float) -> bool:
     return True
 
 
-def event_payload(result: Result, seq: int) -> EventPayload:
+def _frame_fields(result: Result, seq: int) -> dict[str, Any]:
+    """A frame event's fields, ``type`` and ``stream`` aside."""
     data = result.to_dict()
     if result.detections:
         labels = [d["label"] for d in data["detections"]]
@@ -55,31 +56,29 @@ def event_payload(result: Result, seq: int) -> EventPayload:
     else:
         labels = [t["label"] for t in data["top"]]
         scores = [t["score"] for t in data["top"]]
-    return EventPayload.model_validate(
-        {
-            "schema": EVENT_SCHEMA,
-            "ts": time.time(),
-            "seq": seq,
-            "frame_id": result.frame_seq,
-            "source": result.source,
-            "task": result.task,
-            "labels": labels,
-            "scores": scores,
-            "boxes": [d["box"] for d in data["detections"]],
-            "value": data["value"],
-            "anomaly": result.anomaly,
-            "latency_ms": data["latency_ms"],
-            "result": data,
-        }
-    )
+    return {
+        "schema": EVENT_SCHEMA,
+        "ts": time.time(),
+        "seq": seq,
+        "frame_id": result.frame_seq,
+        "source": result.source,
+        "task": result.task,
+        "labels": labels,
+        "scores": scores,
+        "boxes": [d["box"] for d in data["detections"]],
+        "value": data["value"],
+        "anomaly": result.anomaly,
+        "latency_ms": data["latency_ms"],
+        "result": data,
+    }
 
 
 def payload_for(event: Event, seq: int, source: str = "") -> EventPayload:
     """The JSON payload of ``event`` (a frame event has the pre-tracking shape plus
     ``type`` and ``stream``)."""
-    if event.result is not None and event.type == "frame":
-        base = event_payload(event.result, seq).model_dump(by_alias=True)
-        return EventPayload.model_validate({**base, "type": "frame", "stream": event.stream})
+    if event.result is not None and event.type == "frame":  # validated once (the hot path)
+        fields = _frame_fields(event.result, seq)
+        return EventPayload.model_validate({**fields, "type": "frame", "stream": event.stream})
     result = event.result.to_dict() if event.result is not None else None
     obj = event.object
     if obj is not None:
