@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -271,6 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     model = mobilenet_models()["int8"]
@@ -295,65 +297,55 @@ def main() -> None:
     )
     del runner
 
-    raw = raw_loop(model, args.threads, tensors)
-    naive = naive_loop(model, args.threads, video)
-    memory = daemon_in_memory(model, args.threads, frames)
-    # what `auto` runs on this many cores: one interpreter of one thread per core
-    lanes = daemon_in_memory(model, 1, frames, interpreters=args.threads)
-    monitored = daemon_in_memory_monitored(model, args.threads, frames, reference)
-    on_video = daemon_on_video(model, args.threads, video, args.out)
-    rows = [
-        ["raw loop (preprocessed tensors)", f"{raw:.1f}", "1.00", "-", "-", "-"],
-        [
-            "naive loop (read, resize, set, invoke, get)",
-            f"{naive:.1f}",
-            f"{naive / raw:.2f}",
-            "-",
-            "-",
-            "-",
-        ],
-        [
-            f"daemon, in-memory source (1x{args.threads})",
-            f"{memory:.1f}",
-            f"{memory / raw:.2f}",
-            "1.00",
-            "-",
-            "-",
-        ],
-        [
-            f"daemon, in-memory source ({args.threads}x1, as auto)",
-            f"{lanes:.1f}",
-            f"{lanes / raw:.2f}",
-            f"{lanes / memory:.2f}",
-            "-",
-            "-",
-        ],
-        [
-            "daemon, in-memory, drift + feedback on",
-            f"{monitored['fps']:.1f}",
-            f"{monitored['fps'] / raw:.2f}",
-            f"{monitored['fps'] / memory:.2f}",
-            "-",
-            "-",
-        ],
-        [
-            "daemon, video file (edge run)",
-            f"{on_video['fps']:.1f}",
-            f"{on_video['fps'] / raw:.2f}",
-            f"{on_video['fps'] / memory:.2f}",
-            f"{on_video['launch_to_first_result_s']:.2f}",
-            f"{on_video['peak_rss_mb']:.0f}",
-        ],
-    ]
+    lanes_name = f"daemon, in-memory source ({args.threads}x1, as auto)"
+    loops: dict[str, Callable[[], float]] = {
+        "raw loop (preprocessed tensors)": lambda: raw_loop(model, args.threads, tensors),
+        "naive loop (read, resize, set, invoke, get)": lambda: naive_loop(
+            model, args.threads, video
+        ),
+        f"daemon, in-memory source (1x{args.threads})": lambda: daemon_in_memory(
+            model, args.threads, frames
+        ),
+        # what `auto` runs on this many cores: one interpreter of one thread per core
+        lanes_name: lambda: daemon_in_memory(model, 1, frames, interpreters=args.threads),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in loops}
+    videos: list[dict[str, Any]] = []
+    monitored: dict[str, Any] = {}
+    for _ in range(args.repeat):  # interleaved, so a change in load touches every row
+        for name, loop in loops.items():
+            runs[name].append(loop())
+        monitored = daemon_in_memory_monitored(model, args.threads, frames, reference)
+        runs.setdefault("daemon, in-memory, drift + feedback on", []).append(monitored["fps"])
+        videos.append(daemon_on_video(model, args.threads, video, args.out))
+        runs.setdefault("daemon, video file (edge run)", []).append(videos[-1]["fps"])
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    raw = med["raw loop (preprocessed tensors)"]
+    memory = med[f"daemon, in-memory source (1x{args.threads})"]
+    on_video = min(videos, key=lambda v: abs(v["fps"] - med["daemon, video file (edge run)"]))
+    rows = []
+    for name, values in runs.items():
+        video_row = name.startswith("daemon, video")
+        rows.append(
+            [
+                name,
+                f"{min(values):.1f}",
+                f"{med[name]:.1f}",
+                f"{max(values):.1f}",
+                f"{med[name] / raw:.2f}",
+                f"{med[name] / memory:.2f}" if name.startswith("daemon") else "-",
+                f"{on_video['launch_to_first_result_s']:.2f}" if video_row else "-",
+                f"{on_video['peak_rss_mb']:.0f}" if video_row else "-",
+            ]
+        )
+    load = Path("/proc/loadavg").read_text().split()[0]
     print(
         f"MobileNetV2 1.0/224 int8, {args.threads} threads, {FRAMES} frames of "
-        f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]}"
+        f"{FRAME_SIZE[1]}x{FRAME_SIZE[0]}, {args.repeat} runs interleaved (load {load}); "
+        f"ratios of medians, vs in-memory: against the 1x{args.threads} row"
     )
-    print(
-        render_table(
-            ["loop", "frames/s", "vs raw", "vs in-memory", "launch->first s", "peak MB"], rows
-        )
-    )
+    headers = ["loop", "fps min", "median", "max", "vs raw", "vs in-memory", "launch->first s"]
+    print(render_table([*headers, "peak MB"], rows))
     scores = [s for s in monitored["drift"].values() if s is not None]
     kept = monitored["feedback"]
     print(
@@ -368,15 +360,11 @@ def main() -> None:
             {
                 "threads": args.threads,
                 "frames": FRAMES,
-                "raw_fps": raw,
-                "naive_fps": naive,
-                "daemon_memory_fps": memory,
-                "daemon_memory_interpreters_fps": lanes,
-                "daemon_memory_monitored_fps": monitored["fps"],
-                "daemon_memory_monitored_vs_raw": monitored["fps"] / raw,
-                "daemon_memory_monitored_vs_plain": monitored["fps"] / memory,
+                "repeat": args.repeat,
+                "runs": runs,
+                "median": med,
                 "daemon_memory_monitored": monitored,
-                "daemon_video": on_video,
+                "daemon_video": videos,
             },
             indent=2,
         )

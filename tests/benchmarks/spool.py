@@ -6,7 +6,11 @@ spool and no pipeline in the same run (the ceiling the spool is measured against
   spool on (group commit, docs/mqtt.md), as a process; the subscriber is mosquitto_sub
   (C, QoS 1), so the Python side measured is the daemon's alone;
 * paho alone: one paho client publishing payloads of the same size at QoS 1 from a
-  thread, as the forwarder does, to the same broker and subscriber.
+  thread, as the forwarder does, to the same broker and subscriber;
+* the same edge run without MQTT: frames/s of the pipeline alone, what events/s cannot
+  exceed here (one event a frame);
+* the spool alone: one thread appending events of the same size (group commit), then
+  reading and releasing them in the forwarder's windows of 100, no broker.
 
 events/s is distinct ``seq`` values received over the time from the first to the last
 arrival. Prints a table (min/median/max over ``--repeat`` runs) and writes
@@ -95,7 +99,8 @@ class Arrivals:
         }
 
 
-def edge_run(folder: Path, port: int, model: Path, video: Path) -> dict[str, Any]:
+def run_edge(folder: Path, model: Path, video: Path, mqtt: dict[str, Any] | None) -> float:
+    """`edge run` as a process; its frames/s from its stop summary, and the wall time."""
     config = {
         "device_id": "bench",
         "install_root": str(folder),
@@ -103,13 +108,10 @@ def edge_run(folder: Path, port: int, model: Path, video: Path) -> dict[str, Any
         "source": str(video),
         "sinks": [],
         "postprocess": {"task": "classification", "top_k": 1},
-        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": port, "events": "all"},
-        "spool": {"path": str(folder / "spool.sqlite")},
+        **({"mqtt": mqtt, "spool": {"path": str(folder / "spool.sqlite")}} if mqtt else {}),
     }
     path = folder / "edge.yaml"
     path.write_text(yaml.safe_dump(config))
-    arrivals = Arrivals(port, TOPIC)
-    started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "edge.cli.main", "run", "--config", str(path), "--json-status"],
         capture_output=True,
@@ -120,10 +122,48 @@ def edge_run(folder: Path, port: int, model: Path, video: Path) -> dict[str, Any
     )
     if done.returncode != 0:
         sys.exit(f"edge run failed ({done.returncode}): {done.stderr[-2000:]}")
+    lines = [json.loads(line)["status"] for line in done.stdout.splitlines() if line.strip()]
+    summary = json.loads(
+        next(line for line in lines if line.startswith("stopped: ")).removeprefix("stopped: ")
+    )
+    return float(summary["counters"]["processed"] / summary["elapsed_s"])
+
+
+def edge_run(folder: Path, port: int, model: Path, video: Path) -> dict[str, Any]:
+    arrivals = Arrivals(port, TOPIC)
+    started = time.perf_counter()
+    mqtt = {"enabled": True, "host": "127.0.0.1", "port": port, "events": "all"}
+    fps = run_edge(folder, model, video, mqtt)
     ran = time.perf_counter() - started
     arrivals.wait_quiet()
     got = arrivals.close()
-    return {**got, "run_s": ran}
+    return {**got, "run_s": ran, "frames_per_s": fps}
+
+
+def spool_alone(folder: Path, size: int, count: int) -> dict[str, Any]:
+    from edge.mqtt.spool import Spool
+
+    spool = Spool(folder / "alone.sqlite", max_bytes=2 * size * count)
+    body = b"x" * size
+    start = time.perf_counter()
+    for _ in range(count):
+        spool.append("events", TOPIC, lambda _seq: body, defer=True)
+    spool.commit()
+    appended = time.perf_counter()
+    last = released = 0
+    while rows := spool.read(after=last, limit=100):
+        last = rows[-1].id
+        spool.release([row.id for row in rows])
+        released += len(rows)
+    end = time.perf_counter()
+    spool.close()
+    if released != count:
+        sys.exit(f"the spool gave back {released} of {count} events")
+    return {
+        "append_per_s": count / (appended - start),
+        "read_release_per_s": count / (end - appended),
+        "events_per_s": count / (end - start),
+    }
 
 
 def paho_alone(port: int, size: int, count: int) -> dict[str, Any]:
@@ -168,8 +208,18 @@ def main() -> None:
                 run_folder.mkdir()
                 edge = edge_run(run_folder, broker.port, model, video)
                 paho = paho_alone(broker.port, 400, args.frames)
+            plain = run_edge(run_folder, model, video, None)
+            alone = spool_alone(run_folder, 400, args.frames)
             load = Path("/proc/loadavg").read_text().split()[0]
-            runs.append({"edge_run": edge, "paho_alone": paho, "load": float(load)})
+            runs.append(
+                {
+                    "edge_run": edge,
+                    "paho_alone": paho,
+                    "edge_run_without_mqtt_fps": plain,
+                    "spool_alone": alone,
+                    "load": float(load),
+                }
+            )
             print(f"run {i + 1}: {json.dumps(runs[-1])}", flush=True)
 
     def spread3(values: list[float]) -> list[float]:
@@ -181,10 +231,23 @@ def main() -> None:
     edge_rates = [r["edge_run"]["events_per_s"] for r in runs]
     paho_rates = [r["paho_alone"]["events_per_s"] for r in runs]
     ratios = [e / p for e, p in zip(edge_rates, paho_rates, strict=True) if p]
+    plain_rates = [r["edge_run_without_mqtt_fps"] for r in runs]
+    of_plain = [e / p for e, p in zip(edge_rates, plain_rates, strict=True) if p]
     rows = [
         ["edge run -> spool -> mosquitto -> mosquitto_sub", *spread(edge_rates)],
         ["paho alone (no spool, no pipeline)", *spread(paho_rates)],
+        ["edge run without MQTT (frames/s)", *spread(plain_rates)],
+        ["spool alone: append + commit", *spread([r["spool_alone"]["append_per_s"] for r in runs])],
+        [
+            "spool alone: read + release (windows of 100)",
+            *spread([r["spool_alone"]["read_release_per_s"] for r in runs]),
+        ],
+        [
+            "spool alone: both, one thread",
+            *spread([r["spool_alone"]["events_per_s"] for r in runs]),
+        ],
         ["edge run / paho alone", *(f"{v:.2f}" for v in spread3(ratios))],
+        ["edge run / edge run without MQTT", *(f"{v:.2f}" for v in spread3(of_plain))],
     ]
     loads = [r["load"] for r in runs]
     print(f"events at QoS 1, {args.frames} frames, {args.repeat} runs, load {loads}")
