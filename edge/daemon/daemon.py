@@ -41,13 +41,13 @@ from edge.daemon.control import (
 )
 from edge.daemon.health import HealthCheck
 from edge.daemon.model_spec import ModelSpec
-from edge.daemon.streams import StreamCounter, StreamSet, check_tracking
+from edge.daemon.streams import READ_AHEAD, StreamCounter, StreamSet, check_tracking
 from edge.device.bench import peak_rss_mb
 from edge.errors import EdgeError
 from edge.monitor import observers_for
 from edge.mqtt import MqttService, attach
 from edge.mqtt.schemas import Health
-from edge.pipeline import Pipeline, PipelineError
+from edge.pipeline import Pipeline, PipelineConfig, PipelineError
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
 from edge.postprocess.results import Result
@@ -184,12 +184,21 @@ class Daemon:
             preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
             postprocess=post,
             sinks=[FirstResult(self), StreamCounter(source), *sinks],
-            # each stream queues and drops by its own policy; the pipeline pushes back
-            config=self.config.pipeline.model_copy(update={"drop_policy": "block"}),
+            config=self._pipeline_config(source),
             live=False,
             # the counters go on across restarts (telemetry, --max-frames)
             metrics=self._pipeline.metrics if self._pipeline is not None else None,
         )
+
+    def _pipeline_config(self, source: StreamSet) -> PipelineConfig:
+        """Each stream queues and drops by its own policy, so the pipeline pushes back
+        (``block``); behind files read READ_AHEAD ahead its channel is as short (a batch
+        still fits), unless ``pipeline.queue_size`` is set (edge.daemon.streams)."""
+        config = self.config.pipeline
+        update: dict[str, Any] = {"drop_policy": "block"}
+        if source.reads_ahead and "queue_size" not in config.model_fields_set:
+            update["queue_size"] = max(READ_AHEAD, config.batch_size)
+        return config.model_copy(update=update)
 
     def _postprocess(
         self, spec: ModelSpec, runner: ModelRunner, live: dict[str, Any]
@@ -473,7 +482,9 @@ class Daemon:
 
     def _report(self) -> None:
         source = self._source.state if self._source else "-"
-        self.status(status_line(self.measurements(), self.config.pipeline.queue_size, source))
+        # the channel's size in use (short behind files: _pipeline_config)
+        size = (self._pipeline.config if self._pipeline else self.config.pipeline).queue_size
+        self.status(status_line(self.measurements(), size, source))
         for line in self._source.status_lines() if self._source else []:
             self.status(line)
 

@@ -12,6 +12,12 @@ fails (SourceError) only when every stream failed. The pipeline behind it runs u
 ``block``, so a slow model pushes back into each stream's queue, where that stream's
 policy decides: ``drop_oldest`` for live sources (counted as the stream's ``dropped``),
 ``block`` for files. Frames carry the stream's name in ``meta["stream"]``.
+
+A file, an image folder (any image source that is not live) is read ahead by
+READ_AHEAD frames only, unless ``queue_size`` is set (the stream's or
+``pipeline.queue_size``): reading a file further ahead of the model buys nothing and each
+decoded VGA frame is 0.9 MB (docs/runtime.md, "Memory"). The daemon shortens the
+pipeline's channel behind such streams the same way (:attr:`StreamSet.reads_ahead`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, Literal
 
 from edge.daemon.config import EdgeConfig
 from edge.errors import ConfigError
-from edge.sources.config import with_channels
+from edge.sources.config import is_sensor, with_channels
 from edge.sources.errors import SourceError, SourceTimeoutError
 from edge.sources.factory import RetryingSource, make_source
 from edge.sources.frames import Frame
@@ -39,6 +45,10 @@ READ_TIMEOUT_S = 0.25
 RATE_WINDOW_S = 10.0  # the fps in stats are over this many seconds
 COUNTERS = ("read", "inferred", "skipped", "dropped", "detections")
 StreamState = Literal["running", "retrying", "ended", "failed"]
+# frames a non-live image stream queues when no queue_size is set: one being taken, one
+# ready; the pipeline's channel behind it holds as many (measured: 8 -> 2 in both saves
+# 10 MB of VGA frames and no throughput on MobileNetV2 int8)
+READ_AHEAD = 2
 
 
 def check_tracking(config: EdgeConfig, spec: Any) -> None:
@@ -74,7 +84,11 @@ class Stream:
         queue_size: int,
         policy: Literal["drop_oldest", "block"] | None = None,
         sample_channels: int | None = None,
+        read_ahead: int | None = None,
     ) -> None:
+        """``queue_size`` is the pipeline's; the stream's own ``queue_size`` wins over it.
+        ``read_ahead``: the queue of a non-live image stream whose queue size nobody set
+        (None: ``queue_size`` for every stream)."""
         self.name = settings.name
         self.settings = settings
         source = make_source(with_channels(settings.source, sample_channels))
@@ -90,7 +104,18 @@ class Stream:
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.last_error: str | None = None
         self.failed = False
-        self.queue: queue.Queue[Frame] = queue.Queue(settings.queue_size or queue_size)
+        # a file is only read ahead as far as the model needs; a camera keeps its queue,
+        # where drop_oldest decides what a slow model misses
+        self.reads_ahead = (
+            settings.queue_size is None
+            and read_ahead is not None
+            and not self.live
+            and not is_sensor(settings.source)
+        )
+        size = settings.queue_size or queue_size
+        if self.reads_ahead and read_ahead is not None:
+            size = min(size, read_ahead)
+        self.queue: queue.Queue[Frame] = queue.Queue(size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake: threading.Event | None = None
@@ -234,6 +259,9 @@ class StreamSet:
         self.streams = streams
         self.by_name = {s.name: s for s in streams}
         self.live = any(s.live for s in streams)
+        # every stream is a file read only READ_AHEAD ahead: the channel behind them may be
+        # as short (Daemon._pipeline_for)
+        self.reads_ahead = all(s.reads_ahead for s in streams)
         self.description = ", ".join(s.description for s in streams)
         self._wake = threading.Event()
         self._next = 0
@@ -242,7 +270,10 @@ class StreamSet:
     @classmethod
     def build(cls, config: EdgeConfig, *, sample_channels: int | None = None) -> StreamSet:
         """``sample_channels``: the model's values per sample, the channel count of each
-        sensor stream that configures none (edge.sources.config.with_channels)."""
+        sensor stream that configures none (edge.sources.config.with_channels). A
+        ``pipeline.queue_size`` set in the config is every stream's queue (READ_AHEAD is
+        the default's short form for files only)."""
+        user_sized = "queue_size" in config.pipeline.model_fields_set
         return cls(
             [
                 Stream(
@@ -251,6 +282,7 @@ class StreamSet:
                     retry=config.retry,
                     queue_size=config.pipeline.queue_size,
                     sample_channels=sample_channels,
+                    read_ahead=None if user_sized else READ_AHEAD,
                 )
                 for settings in config.streams()
             ]

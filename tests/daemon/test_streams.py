@@ -4,6 +4,7 @@ by OpenCV from scikit-image's photographs, a real TFLite detector, a real mosqui
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
+from edge.daemon.streams import READ_AHEAD, StreamSet
 from edge.errors import ConfigError
 from tests.broker import Broker
 from tests.mqtt.support import Subscriber
@@ -96,6 +98,51 @@ def test_a_tracker_for_a_classification_model_is_refused(demo: dict[str, Path]) 
     )
     with pytest.raises(ConfigError, match=r"tracking.enabled: the model \(digits-fp32\) is a "):
         Daemon(config).start()
+
+
+# -- frames held -------------------------------------------------------------------------
+def test_a_file_is_read_ahead_two_frames_and_a_set_queue_size_wins(
+    scenes: dict[str, Path], tmp_path: Path
+) -> None:
+    csv = tmp_path / "sensor.csv"
+    csv.write_text("timestamp,value\n0.0,1.0\n")
+    sources = [
+        str(scenes["a"]),  # a file: read READ_AHEAD ahead
+        {"name": "own", "source": str(scenes["b"]), "queue_size": 5},  # its own size wins
+        "door=rtsp://cam.local/live",  # live: keeps the pipeline's queue, drops the oldest
+        {"name": "log", "source": {"type": "csv", "path": str(csv), "window": 4}},  # sensor
+    ]
+    queues = {
+        s.name: (s.queue.maxsize, s.policy)
+        for s in StreamSet.build(parse_config({"sources": sources})).streams
+    }
+    assert queues == {
+        "a": (READ_AHEAD, "block"),
+        "own": (5, "block"),
+        "door": (8, "drop_oldest"),
+        "log": (8, "block"),
+    }
+    # pipeline.queue_size set in the config is every stream's queue, files' too
+    sized = parse_config({"sources": sources[:1], "pipeline": {"queue_size": 8}})
+    assert [s.queue.maxsize for s in StreamSet.build(sized).streams] == [8]
+    assert StreamSet.build(parse_config({"sources": sources[:2]})).reads_ahead is False
+    assert StreamSet.build(parse_config({"sources": sources[:1]})).reads_ahead is True
+
+
+@pytest.mark.parametrize(("pipeline", "channel"), [({}, READ_AHEAD), ({"queue_size": 8}, 8)])
+def test_the_channel_behind_a_file_is_as_short_unless_queue_size_is_set(
+    demo: dict[str, Path],
+    pipeline: dict[str, Any],
+    channel: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = parse_config(
+        {"bundle": str(demo["int8"]), "source": str(demo["video"]), "pipeline": pipeline}
+    )
+    with caplog.at_level(logging.INFO, logger="edge.pipeline.pipeline"):
+        assert Daemon(config, limits=RunLimits(report_every_s=60)).run() == 0
+    (started,) = [r.getMessage() for r in caplog.records if "pipeline started" in r.getMessage()]
+    assert started.endswith(f"queue {channel}")
 
 
 # -- several streams ----------------------------------------------------------------------
