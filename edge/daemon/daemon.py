@@ -51,7 +51,7 @@ from edge.pipeline import Pipeline, PipelineConfig, PipelineError
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
 from edge.postprocess.results import Result
-from edge.runtime import ModelRunner
+from edge.runtime import ModelRunner, load_again
 from edge.runtime.pool import (
     Plan,
     cpu_first,
@@ -147,8 +147,11 @@ class Daemon:
             cost_ms=lambda: invoke_ms(runner),
             delegate=runner.delegate,
         )
+        # the other lanes are built from the first one's checked bytes: one copy of the
+        # model, and the same model even if 'current' moves between two loads
+        full = runtime.require_full_delegation
         self._loaded = load_plan(
-            planned, runner, lambda n: load_model_for(with_threads(config, n))[1]
+            planned, runner, lambda n: load_again(runner, threads=n, require_full_delegation=full)
         )
         self._planned = planned
         return spec, self._loaded[0]

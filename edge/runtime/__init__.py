@@ -4,7 +4,7 @@ delegate, run it with quantized I/O handled, and inspect models without TensorFl
 from edge.runtime.backend import Backend, load_backend, probe_backends
 from edge.runtime.delegates import DEFAULT_CHAIN, DelegateAttempt, DelegateSpec, parse_chain
 from edge.runtime.model_info import ModelInfo, read_model_info
-from edge.runtime.runner import Delegation, ModelRunner, load_model
+from edge.runtime.runner import Delegation, ModelRunner, load_again, load_model
 from edge.runtime.tensors import IoTensor, dequantize, quantize
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ModelInfo",
     "ModelRunner",
     "dequantize",
+    "load_again",
     "load_backend",
     "load_model",
     "parse_chain",

@@ -15,7 +15,7 @@ from edge.errors import (
     InvalidModelError,
     ModelError,
 )
-from edge.runtime import load_model
+from edge.runtime import load_again, load_model
 from edge.runtime.delegates import EdgeTpuDelegate, ExternalDelegate
 from tests.models import DigitsModels
 from tests.tflite_edit import set_op_version
@@ -194,6 +194,20 @@ def test_model_from_bytes(digits: DigitsModels) -> None:
     runner = load_model(digits.tflite["int8"].read_bytes())
     assert runner.origin == "<model bytes>"
     assert runner.run(digits.arrays()["x_test"][:1])[0].shape == (1, 10)
+
+
+def test_another_lane_runs_the_same_checked_bytes(digits: DigitsModels, tmp_path: Path) -> None:
+    path = tmp_path / "digits.tflite"
+    path.write_bytes(digits.tflite["int8"].read_bytes())
+    first = load_model(path, threads=1)
+    path.write_bytes(b"not a model any more")  # what runs is what was checked at load
+    lane = load_again(first, threads=2)
+    assert lane.model is first.model  # one copy of the model for every lane
+    assert (lane.origin, lane.threads, lane.delegate) == (str(path), 2, first.delegate)
+    x = digits.arrays()["x_test"][:4]
+    np.testing.assert_array_equal(lane.run(x)[0], first.run(x)[0])
+    with pytest.raises(InputError, match="threads must be at least 1, got 0"):
+        load_again(first, threads=0)
 
 
 def test_op_version_the_runtime_lacks_is_named(digits: DigitsModels, tmp_path: Path) -> None:
