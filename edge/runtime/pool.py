@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
@@ -143,17 +144,35 @@ def load_plan(
     plan_: Plan, first: ModelRunner, load: Callable[[int], ModelRunner]
 ) -> list[ModelRunner]:
     """The runners for ``plan_``: ``first`` is kept when its thread count fits, the
-    others come from ``load(threads)``."""
+    others come from ``load(threads)``. The log line says what the interpreters beyond
+    the first cost in resident memory, the price of ``auto``'s speed (docs/runtime.md)."""
     keep = first.threads == plan_.threads or (
         plan_.interpreters == 1 and first.delegate not in CPU_DELEGATES
     )  # an accelerator is opened once
+    before = rss_mb()
     runners = [first] if keep else [load(plan_.threads)]
     runners += [load(plan_.threads) for _ in range(plan_.interpreters - 1)]
+    after = rss_mb()
+    cost = ""
+    if plan_.interpreters > 1 and before is not None and after is not None:
+        extra = (after - before) * (plan_.interpreters - 1) / (plan_.interpreters - keep)
+        more = plan_.interpreters - 1
+        cost = f"; the {more} beyond the first took {extra:.1f} MB resident to load"
     log.info(
-        "%s: %d interpreter(s) of %d thread(s): %s",
+        "%s: %d interpreter(s) of %d thread(s): %s%s",
         first.origin,
         plan_.interpreters,
         plan_.threads,
         plan_.reason,
+        cost,
     )
     return runners
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory now (Linux /proc), None where it cannot be read."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -3,10 +3,13 @@ measured cost of a real invoke."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import pytest
 
 from edge.errors import ConfigError
-from edge.runtime import load_model
+from edge.runtime import load_again, load_model
 from edge.runtime.pool import TINY_MS, check_parallelism, cpu_first, invoke_ms, load_plan, plan
 from tests.models import DigitsModels
 
@@ -33,7 +36,9 @@ def test_a_bad_setting_is_named(bad: str) -> None:
         check_parallelism(bad)
 
 
-def test_the_plan_is_loaded_around_the_measured_runner(digits: DigitsModels) -> None:
+def test_the_plan_is_loaded_around_the_measured_runner(
+    digits: DigitsModels, caplog: pytest.LogCaptureFixture
+) -> None:
     runner = load_model(digits.tflite["int8"], threads=1)
     cost = invoke_ms(runner)  # its value is the machine's business: no timed assertion
     assert cost > 0
@@ -41,8 +46,12 @@ def test_the_plan_is_loaded_around_the_measured_runner(digits: DigitsModels) -> 
     assert load_plan(chosen, runner, lambda n: load_model(digits.tflite["int8"], threads=n)) == [
         runner
     ]
-    two = load_plan(plan("2x1"), runner, lambda n: load_model(digits.tflite["int8"], threads=n))
+    with caplog.at_level(logging.INFO, logger="edge.runtime.pool"):
+        two = load_plan(plan("2x1"), runner, lambda n: load_again(runner, threads=n))
     assert two[0] is runner and len(two) == 2 and two[1].threads == 1
+    # what the second interpreter costs is in the log line (its size is the machine's)
+    took = r"the 1 beyond the first took -?\d+\.\d MB resident to load$"
+    assert re.search(took, caplog.text.strip())
 
 
 def test_only_a_chain_that_starts_on_the_cpu_is_measured_on_one_thread() -> None:
