@@ -47,7 +47,7 @@ COUNTERS = ("read", "inferred", "skipped", "dropped", "detections")
 StreamState = Literal["running", "retrying", "ended", "failed"]
 # frames a non-live image stream queues when no queue_size is set: one being taken, one
 # ready; the pipeline's channel behind it holds as many (measured: 8 -> 2 in both saves
-# 10 MB of VGA frames and no throughput on MobileNetV2 int8)
+# 9 MB of VGA frames and no throughput on MobileNetV2 int8)
 READ_AHEAD = 2
 
 
@@ -260,7 +260,7 @@ class StreamSet:
         self.by_name = {s.name: s for s in streams}
         self.live = any(s.live for s in streams)
         # every stream is a file read only READ_AHEAD ahead: the channel behind them may be
-        # as short (Daemon._pipeline_for)
+        # as short (Daemon._pipeline_config)
         self.reads_ahead = all(s.reads_ahead for s in streams)
         self.description = ", ".join(s.description for s in streams)
         self._wake = threading.Event()
