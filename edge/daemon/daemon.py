@@ -41,7 +41,7 @@ from edge.daemon.control import (
 )
 from edge.daemon.health import HealthCheck
 from edge.daemon.model_spec import ModelSpec
-from edge.daemon.streams import READ_AHEAD, StreamCounter, StreamSet, check_tracking
+from edge.daemon.streams import CHANNEL_AHEAD, StreamCounter, StreamSet, check_tracking
 from edge.device.bench import peak_rss_mb
 from edge.errors import EdgeError
 from edge.monitor import observers_for
@@ -195,12 +195,13 @@ class Daemon:
 
     def _pipeline_config(self, source: StreamSet) -> PipelineConfig:
         """Each stream queues and drops by its own policy, so the pipeline pushes back
-        (``block``); behind files read READ_AHEAD ahead its channel is as short (a batch
-        still fits), unless ``pipeline.queue_size`` is set (edge.daemon.streams)."""
+        (``block``); behind files read ahead a few frames its channel is CHANNEL_AHEAD
+        short (a batch still fits), unless ``pipeline.queue_size`` is set
+        (edge.daemon.streams)."""
         config = self.config.pipeline
         update: dict[str, Any] = {"drop_policy": "block"}
         if source.reads_ahead and "queue_size" not in config.model_fields_set:
-            update["queue_size"] = max(READ_AHEAD, config.batch_size)
+            update["queue_size"] = max(CHANNEL_AHEAD, config.batch_size)
         return config.model_copy(update=update)
 
     def _postprocess(

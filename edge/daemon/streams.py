@@ -45,10 +45,12 @@ READ_TIMEOUT_S = 0.25
 RATE_WINDOW_S = 10.0  # the fps in stats are over this many seconds
 COUNTERS = ("read", "inferred", "skipped", "dropped", "detections")
 StreamState = Literal["running", "retrying", "ended", "failed"]
-# frames a non-live image stream queues when no queue_size is set: one being taken, one
-# ready; the pipeline's channel behind it holds as many (measured: 8 -> 2 in both saves
-# 9 MB of VGA frames and no throughput on MobileNetV2 int8)
-READ_AHEAD = 2
+# frames a non-live image stream queues when no queue_size is set, and the pipeline's
+# channel behind such streams. Measured on MobileNetV2 int8 2x1, VGA (medians of 6 runs
+# interleaved): 8 and 8 (the old default) 717-746 fps; 4 and 2 716-724 with ~11 MB of
+# decoded frames less; 2 and 2 696-701: a decoder that far behind stalls the lanes
+READ_AHEAD = 4
+CHANNEL_AHEAD = 2
 
 
 def check_tracking(config: EdgeConfig, spec: Any) -> None:
@@ -259,8 +261,8 @@ class StreamSet:
         self.streams = streams
         self.by_name = {s.name: s for s in streams}
         self.live = any(s.live for s in streams)
-        # every stream is a file read only READ_AHEAD ahead: the channel behind them may be
-        # as short (Daemon._pipeline_config)
+        # every stream is a file read only READ_AHEAD ahead: the channel behind them is
+        # CHANNEL_AHEAD short (Daemon._pipeline_config)
         self.reads_ahead = all(s.reads_ahead for s in streams)
         self.description = ", ".join(s.description for s in streams)
         self._wake = threading.Event()

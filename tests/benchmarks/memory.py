@@ -1,7 +1,7 @@
 """`make bench`: peak RSS of `edge run` on MobileNetV2 int8 with MQTT and http on, and
 what each memory lever saves, in this venv (each row is its own process).
 
-Rows: the daemon as configured (auto parallelism; a file is read 2 frames ahead); with
+Rows: the daemon as configured (auto parallelism; a file is read 4 frames ahead); with
 MALLOC_ARENA_MAX=2 (what the systemd unit sets); one interpreter (1x1) against two (2x1);
 a file read 8 frames ahead (pipeline.queue_size 8 set, the default before the read-ahead:
 more decoded VGA frames held); the levers together.

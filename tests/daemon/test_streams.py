@@ -17,7 +17,7 @@ import pytest
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
-from edge.daemon.streams import READ_AHEAD, StreamSet
+from edge.daemon.streams import CHANNEL_AHEAD, READ_AHEAD, StreamSet
 from edge.errors import ConfigError
 from tests.broker import Broker
 from tests.mqtt.support import Subscriber
@@ -129,8 +129,8 @@ def test_a_file_is_read_ahead_two_frames_and_a_set_queue_size_wins(
     assert StreamSet.build(parse_config({"sources": sources[:1]})).reads_ahead is True
 
 
-@pytest.mark.parametrize(("pipeline", "channel"), [({}, READ_AHEAD), ({"queue_size": 8}, 8)])
-def test_the_channel_behind_a_file_is_as_short_unless_queue_size_is_set(
+@pytest.mark.parametrize(("pipeline", "channel"), [({}, CHANNEL_AHEAD), ({"queue_size": 8}, 8)])
+def test_the_channel_behind_a_file_is_short_unless_queue_size_is_set(
     demo: dict[str, Path],
     pipeline: dict[str, Any],
     channel: int,
