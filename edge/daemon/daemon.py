@@ -48,6 +48,7 @@ from edge.monitor import observers_for
 from edge.mqtt import MqttService, attach
 from edge.mqtt.schemas import Health
 from edge.pipeline import Pipeline, PipelineConfig, PipelineError
+from edge.pipeline.pipeline import takes_chunks
 from edge.pipeline.stages import frame_geometry, frame_preprocess
 from edge.postprocess import make_postprocess
 from edge.postprocess.results import Result
@@ -187,20 +188,23 @@ class Daemon:
             preprocess=frame_preprocess(spec.preprocess, size, self._quant(spec, runner)),
             postprocess=post,
             sinks=[FirstResult(self), StreamCounter(source), *sinks],
-            config=self._pipeline_config(source),
+            config=self._pipeline_config(source, chunks=takes_chunks(runner)),
             live=False,
             # the counters go on across restarts (telemetry, --max-frames)
             metrics=self._pipeline.metrics if self._pipeline is not None else None,
         )
 
-    def _pipeline_config(self, source: StreamSet) -> PipelineConfig:
+    def _pipeline_config(self, source: StreamSet, *, chunks: bool) -> PipelineConfig:
         """Each stream queues and drops by its own policy, so the pipeline pushes back
         (``block``); behind files read ahead a few frames its channel is CHANNEL_AHEAD
         short (a batch still fits), unless ``pipeline.queue_size`` is set
-        (edge.daemon.streams)."""
+        (edge.daemon.streams) or the lanes take chunks of it (``chunks``: a tiny model,
+        whose lanes would otherwise take one frame at a time; 8.3k instead of 11.5k
+        frames/s for the digits model on a 16x16 video)."""
         config = self.config.pipeline
         update: dict[str, Any] = {"drop_policy": "block"}
-        if source.reads_ahead and "queue_size" not in config.model_fields_set:
+        user_sized = "queue_size" in config.model_fields_set
+        if source.reads_ahead and not user_sized and not chunks:
             update["queue_size"] = max(CHANNEL_AHEAD, config.batch_size)
         return config.model_copy(update=update)
 

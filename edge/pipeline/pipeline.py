@@ -44,6 +44,13 @@ SMALL_INPUT_BYTES = 16 * 1024  # below this, lanes take frames in chunks
 log = logging.getLogger(__name__)
 
 
+def takes_chunks(runner: ModelRunner) -> bool:
+    """Whether lanes take this model's frames in chunks of the queue (a tiny input, where
+    the hand-off would cost as much as the invoke) rather than one at a time."""
+    tensor = runner.inputs[0]
+    return int(np.prod(tensor.shape[1:])) * np.dtype(tensor.dtype).itemsize < SMALL_INPUT_BYTES
+
+
 class Pipeline:
     """Runs frames through ``runner`` on worker threads; see the module docstring.
 
@@ -82,7 +89,7 @@ class Pipeline:
         # (tiny inputs); an image model's frames are taken one by one, so the lanes hold
         # one decoded frame each beyond the queue
         first = batchers[0]
-        small = int(np.prod(first.item_shape)) * first.dtype.itemsize < SMALL_INPUT_BYTES
+        small = takes_chunks(runners[0])
         chunk = max(1, min(self.config.queue_size, 64) // (2 * len(runners))) if small else 1
         # every frame queued or in a lane holds a buffer, plus the one being preprocessed
         lanes_hold = len(runners) * (size if size > 1 else chunk)

@@ -17,7 +17,13 @@ import pytest
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
-from edge.daemon.streams import CHANNEL_AHEAD, READ_AHEAD, StreamSet
+from edge.daemon.streams import (
+    CHANNEL_AHEAD,
+    MAX_READ_AHEAD,
+    READ_AHEAD,
+    READ_AHEAD_BYTES,
+    StreamSet,
+)
 from edge.errors import ConfigError
 from tests.broker import Broker
 from tests.mqtt.support import Subscriber
@@ -101,7 +107,7 @@ def test_a_tracker_for_a_classification_model_is_refused(demo: dict[str, Path]) 
 
 
 # -- frames held -------------------------------------------------------------------------
-def test_a_file_is_read_ahead_two_frames_and_a_set_queue_size_wins(
+def test_a_file_is_read_ahead_a_few_frames_and_a_set_queue_size_wins(
     scenes: dict[str, Path], tmp_path: Path
 ) -> None:
     csv = tmp_path / "sensor.csv"
@@ -129,16 +135,56 @@ def test_a_file_is_read_ahead_two_frames_and_a_set_queue_size_wins(
     assert StreamSet.build(parse_config({"sources": sources[:1]})).reads_ahead is True
 
 
-@pytest.mark.parametrize(("pipeline", "channel"), [({}, CHANNEL_AHEAD), ({"queue_size": 8}, 8)])
-def test_the_channel_behind_a_file_is_short_unless_queue_size_is_set(
+def test_how_far_a_file_is_read_ahead_follows_its_frames_bytes(tmp_path: Path) -> None:
+    import cv2
+
+    def video(name: str, width: int, height: int) -> Path:
+        path = tmp_path / f"{name}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (width, height))
+        for i in range(6):
+            writer.write(np.full((height, width, 3), i * 40, np.uint8))
+        writer.release()
+        return path
+
+    small, vga = video("small", 160, 120), video("vga", 640, 480)
+    streams = StreamSet.build(parse_config({"sources": [f"small={small}", f"vga={vga}"]}))
+    assert {s.name: s.queue.maxsize for s in streams.streams} == {"small": 4, "vga": 4}
+    streams.open()
+    try:
+        while streams.read(5.0) is not None:
+            pass
+    finally:
+        streams.close()
+    # 160x120 frames (57.6 KB): as many as fit the budget, up to the cap; VGA (0.92 MB): 4
+    assert READ_AHEAD_BYTES // (160 * 120 * 3) > MAX_READ_AHEAD
+    assert {s.name: s.queue.maxsize for s in streams.streams} == {
+        "small": MAX_READ_AHEAD,
+        "vga": READ_AHEAD,
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "pipeline", "channel"),
+    [
+        ("detector", {}, CHANNEL_AHEAD),  # an image model's lanes take one frame at a time
+        ("detector", {"queue_size": 8}, 8),  # set: used as given
+        ("digits", {}, 8),  # a tiny model's lanes take chunks of the channel: it keeps them
+    ],
+)
+def test_the_channel_behind_a_file_is_short_for_an_image_model_unless_queue_size_is_set(
     demo: dict[str, Path],
+    scenes: dict[str, Path],
+    model: str,
     pipeline: dict[str, Any],
     channel: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = parse_config(
-        {"bundle": str(demo["int8"]), "source": str(demo["video"]), "pipeline": pipeline}
+    bundle, video = (
+        (scenes["detector"], scenes["short"])
+        if model == "detector"
+        else (demo["int8"], demo["video"])
     )
+    config = parse_config({"bundle": str(bundle), "source": str(video), "pipeline": pipeline})
     with caplog.at_level(logging.INFO, logger="edge.pipeline.pipeline"):
         assert Daemon(config, limits=RunLimits(report_every_s=60)).run() == 0
     (started,) = [r.getMessage() for r in caplog.records if "pipeline started" in r.getMessage()]
