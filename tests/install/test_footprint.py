@@ -5,23 +5,13 @@ the verifier or cryptography (7 MB RSS, only to check a signature; docs/runtime.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.footprint import loaded_after
 
 SIGNING = ("cryptography", "edge.bundle.signing", "edge.install.installer")
 
 
-def loaded_after(statement: str) -> list[str]:
-    """The SIGNING modules a fresh interpreter holds after ``statement``."""
-    code = (
-        f"import json, sys\n{statement}\n"
-        f"print(json.dumps([m for m in {SIGNING!r} if m in sys.modules]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    return list(json.loads(done.stdout))
+def _loaded(statement: str) -> list[str]:
+    return loaded_after(statement, SIGNING)
 
 
 def test_edge_run_loads_no_signature_code() -> None:
@@ -30,12 +20,12 @@ def test_edge_run_loads_no_signature_code() -> None:
         "build_parser()\n"
         "import edge.daemon.daemon, edge.install.slots, edge.bundle.manifest"
     )
-    assert loaded_after(statement) == []
+    assert _loaded(statement) == []
 
 
 def test_the_package_names_still_load_on_use() -> None:
-    assert loaded_after("from edge.bundle import open_bundle") == [
+    assert _loaded("from edge.bundle import open_bundle") == [
         "cryptography",
         "edge.bundle.signing",
     ]
-    assert loaded_after("from edge.install import install_bundle") == list(SIGNING)
+    assert _loaded("from edge.install import install_bundle") == list(SIGNING)

@@ -5,11 +5,9 @@ prometheus_client for it (docs/runtime.md, "Memory")."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
+
+from tests.footprint import loaded_after
 
 HEAVY = (
     "cv2",
@@ -21,16 +19,8 @@ HEAVY = (
 )
 
 
-def loaded_after(statement: str) -> list[str]:
-    """The HEAVY modules a fresh interpreter holds after ``statement``."""
-    code = (
-        f"import json, sys\n{statement}\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
-    return list(json.loads(done.stdout))
+def _loaded(statement: str) -> list[str]:
+    return loaded_after(statement, HEAVY)
 
 
 @pytest.mark.parametrize(
@@ -43,20 +33,20 @@ def loaded_after(statement: str) -> list[str]:
     ],
 )
 def test_payload_readers_load_no_camera_runtime_or_broker_client(statement: str) -> None:
-    assert loaded_after(statement) == []
+    assert _loaded(statement) == []
 
 
 def test_the_fleet_dashboard_loads_no_camera_or_tflite_runtime() -> None:
     """The dashboard needs paho (it subscribes), but neither OpenCV nor LiteRT: its
     settings took a topic regex from the daemon's config, which pulled both (67 MB)."""
-    loaded = loaded_after("import edge.dashboard.server")
+    loaded = _loaded("import edge.dashboard.server")
     assert "cv2" not in loaded and "ai_edge_litert" not in loaded and "tflite_runtime" not in loaded
 
 
 def test_the_package_names_still_load_on_use() -> None:
-    loaded = loaded_after("from edge.mqtt import MqttService, Spool, attach")
+    loaded = _loaded("from edge.mqtt import MqttService, Spool, attach")
     assert "paho" in loaded and "edge.mqtt.service" in loaded
-    assert "prometheus_client" in loaded_after("from edge.http import HttpEndpoint, Routes")
+    assert "prometheus_client" in _loaded("from edge.http import HttpEndpoint, Routes")
     import edge.http
     import edge.mqtt
 
