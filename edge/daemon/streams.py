@@ -188,6 +188,8 @@ class Stream:
                     log.info("stream %s: ended (%s)", self.name, self.source.state)
                     break
                 self.count("read")
+                if not self._sized:  # by the decoded frame, not a motion crop of it
+                    self._size_by(frame)
                 frame = self._gated(frame)
                 if frame is not None:
                     self._put(frame)
@@ -222,8 +224,6 @@ class Stream:
             self.queue.maxsize = max(self.queue.maxsize, min(fits, MAX_READ_AHEAD))
 
     def _put(self, frame: Frame) -> None:
-        if not self._sized:
-            self._size_by(frame)
         while not self._stop.is_set():
             try:
                 self.queue.put(frame, timeout=0.05 if self.policy == "block" else 0)
