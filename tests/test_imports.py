@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.footprint import loaded_after
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edge", "packager")
 
@@ -128,3 +130,20 @@ def test_top_levels_hold_only_subpackages(package: str) -> None:
         and (count := len([p for p in folder.glob("*.py") if p.name != "__init__.py"])) > 12
     )
     assert not crowded
+
+
+def test_opencv_loads_on_first_use_only() -> None:
+    """edge.common.opencv: importing the modules that use OpenCV loads none of it; the
+    first attribute read does, and the value is the module's own."""
+    watched = ("cv2",)
+    imports = (
+        "import copy\nimport edge.daemon.daemon, edge.sources.video, edge.postprocess.overlay\n"
+        "from edge.common.opencv import cv2\nrepr(cv2)\ncopy.copy(cv2)"
+    )
+    assert loaded_after(imports, watched) == []
+    statement = (
+        "import sys\nfrom edge.common.opencv import cv2\n"
+        "assert cv2.INTER_AREA == sys.modules['cv2'].INTER_AREA\n"
+        "assert cv2.resize is sys.modules['cv2'].resize"
+    )
+    assert loaded_after(statement, watched) == ["cv2"]

@@ -24,3 +24,23 @@ def lazy_names(
         return value
 
     return load
+
+
+class LazyModule:
+    """A module imported on its first attribute use; each attribute, once read, is kept
+    on this object, so later reads cost what a module attribute costs. For OpenCV
+    (edge.common.opencv): a daemon on sensors, or a process that only reads configs,
+    never loads it (30 MB resident)."""
+
+    def __init__(self, name: str) -> None:
+        self._lazy_name = name
+
+    def __getattr__(self, attribute: str) -> Any:  # only for attributes not yet kept
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)  # copy, pickle and repr probes: not a load
+        value = getattr(importlib.import_module(self._lazy_name), attribute)
+        setattr(self, attribute, value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._lazy_name!r}>"

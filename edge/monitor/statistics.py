@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.monitor.reference import ChannelAxis, input_statistic
 from edge.postprocess.results import Result
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.errors import EdgeError
 from edge.postprocess.results import Box, Detection, Keypoint, Mask, Result
 from edge.sources.frames import Frame
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 # BGR, chosen to stay apart from each other and readable on grey video
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (0, 200, 255),
@@ -70,7 +69,7 @@ def _label(
 ) -> None:
     """``text`` on a filled band whose top-left corner is ``origin`` (kept inside)."""
     scale, thickness = _sizes(image)
-    (width, height), baseline = cv2.getTextSize(text, FONT, scale, thickness)
+    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     pad = max(2, thickness + 1)
     x = min(max(origin[0], 0), max(image.shape[1] - width - 2 * pad, 0))
     y = min(max(origin[1], 0), max(image.shape[0] - height - baseline - 2 * pad, 0))
@@ -78,7 +77,16 @@ def _label(
         image, (x, y), (x + width + 2 * pad, y + height + baseline + 2 * pad), colour, cv2.FILLED
     )
     ink = (0, 0, 0) if sum(colour) > 380 else WHITE
-    cv2.putText(image, text, (x + pad, y + pad + height), FONT, scale, ink, thickness, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        (x + pad, y + pad + height),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        ink,
+        thickness,
+        cv2.LINE_AA,
+    )
 
 
 def _pixels(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
@@ -103,7 +111,9 @@ def _detections(image: np.ndarray, detections: tuple[Detection, ...]) -> None:
         x0, y0, x1, y1 = _pixels(det.box, width, height)
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness)
         text = f"{det.label} {det.score:.2f}"
-        (_, text_h), baseline = cv2.getTextSize(text, FONT, _sizes(image)[0], thickness)
+        (_, text_h), baseline = cv2.getTextSize(
+            text, cv2.FONT_HERSHEY_SIMPLEX, _sizes(image)[0], thickness
+        )
         above = y0 - text_h - baseline - 2 * (thickness + 1)
         _label(image, text, (x0, above if above >= 0 else y0), colour)
         _points(image, det.keypoints, colour)

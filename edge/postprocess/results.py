@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.runtime.preprocess import Geometry
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1)

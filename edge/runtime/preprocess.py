@@ -16,10 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge.common.opencv import cv2
 from edge.common.validation import describe_errors
 from edge.errors import ConfigError, DataError, InputError
 
@@ -32,7 +32,7 @@ Box = tuple[float, float, float, float]  # (x_min, y_min, x_max, y_max) in pixel
 
 
 Quantization = tuple[float, int, Any]  # scale, zero point, numpy int8 or uint8 dtype
-_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+_INTERPOLATION = {"linear": "INTER_LINEAR", "area": "INTER_AREA", "nearest": "INTER_NEAREST"}
 
 
 class PreprocessSpec(BaseModel):
@@ -238,7 +238,9 @@ def preprocess_image(
     px, py, pw, ph = geometry.place
     pixels = image[cy : cy + ch, cx : cx + cw]
     if (pw, ph) != (cw, ch):
-        pixels = cv2.resize(pixels, (pw, ph), interpolation=_INTERPOLATION[spec.interpolation])
+        pixels = cv2.resize(
+            pixels, (pw, ph), interpolation=getattr(cv2, _INTERPOLATION[spec.interpolation])
+        )
 
     # One pass does colour, range and mean/std (and quantization), straight into the output.
     matrix = _matrix(spec, 1 if pixels.ndim == 2 else 3)

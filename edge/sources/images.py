@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.runtime.preprocess import IMAGE_SUFFIXES
 from edge.sources.base import Pacer, SourceBase
 from edge.sources.config import GLOB_CHARS, ImagesSource

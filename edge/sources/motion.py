@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.common.opencv import cv2
 from edge.sources.frames import Frame
 
 Reason = Literal["first", "motion", "hold", "keepalive", "still"]

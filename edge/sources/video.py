@@ -18,9 +18,9 @@ import math
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.sources.base import Pacer, SourceBase
 from edge.sources.config import CameraSource, StreamSource, VideoSource
 from edge.sources.errors import SourceError
@@ -110,6 +110,7 @@ class CameraCapture(CaptureSource):
             cv2.CAP_PROP_FRAME_HEIGHT: self.config.height,
             cv2.CAP_PROP_FPS: self.config.fps,
         }
+        names = dict(zip(wanted, ("width", "height", "fps"), strict=True))
         for prop, value in wanted.items():
             if value is not None:
                 capture.set(prop, value)
@@ -120,7 +121,7 @@ class CameraCapture(CaptureSource):
                 logger.warning(
                     "camera %s: asked for %s %s, the driver gave %s",
                     device,
-                    _PROP_NAMES[prop],
+                    names[prop],
                     value,
                     actual,
                 )
@@ -131,13 +132,6 @@ class CameraCapture(CaptureSource):
             f"camera {self.config.device}: read failed; it may have been unplugged "
             "or stopped sending (check the cable, dmesg, and power)"
         )
-
-
-_PROP_NAMES = {
-    cv2.CAP_PROP_FRAME_WIDTH: "width",
-    cv2.CAP_PROP_FRAME_HEIGHT: "height",
-    cv2.CAP_PROP_FPS: "fps",
-}
 
 
 def redact_url(url: str) -> str:

@@ -17,6 +17,7 @@ import yaml
 
 from edge.daemon.config import parse_config
 from edge.daemon.daemon import Daemon, RunLimits
+from tests.footprint import loaded_after
 from tests.models import SINE_WINDOW, sine_autoencoder, sine_signal
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -210,6 +211,27 @@ def test_csv_replay_flags_the_injected_anomalies(anomaly_model: Path, tmp_path: 
     results = read_results(tmp_path / "out.jsonl")
     assert len(results) == 640 // SINE_WINDOW
     assert _flagged_windows(results) == {s // SINE_WINDOW for s in spikes}
+
+
+def test_a_sensor_daemon_never_loads_opencv(anomaly_model: Path, tmp_path: Path) -> None:
+    """OpenCV is 30 MB resident that a daemon on sensors has no use for (edge.common.opencv)."""
+    csv = tmp_path / "sensor.csv"
+    values = sine_signal(4 * SINE_WINDOW, seed=3)
+    csv.write_text("timestamp,value\n" + "".join(f"{i / 100},{v}\n" for i, v in enumerate(values)))
+    config = {
+        "bundle": str(anomaly_model),
+        "source": {"type": "csv", "path": str(csv), "window": SINE_WINDOW},
+        "sinks": [{"type": "jsonl", "path": str(tmp_path / "out.jsonl")}],
+        "http": {"enabled": True, "listen": "127.0.0.1:0"},
+    }
+    statement = (
+        "from edge.daemon.config import parse_config\n"
+        "from edge.daemon.daemon import Daemon, RunLimits\n"
+        f"config = parse_config({config!r})\n"
+        "assert Daemon(config, limits=RunLimits(report_every_s=60)).run() == 0"
+    )
+    assert loaded_after(statement, ("cv2",)) == []
+    assert len(read_results(tmp_path / "out.jsonl")) == 4
 
 
 def test_serial_sensor_through_a_pty_flags_anomalies(anomaly_model: Path, tmp_path: Path) -> None:

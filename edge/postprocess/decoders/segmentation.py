@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
+from edge.common.opencv import cv2
 from edge.errors import InputError
 from edge.postprocess.results import Mask
 from edge.postprocess.scores import label_for
