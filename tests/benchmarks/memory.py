@@ -4,7 +4,8 @@ what each memory lever saves, in this venv (each row is its own process).
 Rows: the daemon as configured (auto parallelism; a file is read 4 frames ahead); with
 MALLOC_ARENA_MAX=2 (what the systemd unit sets); one interpreter (1x1) against two (2x1);
 a file read 8 frames ahead (pipeline.queue_size 8 set, the default before the read-ahead:
-more decoded VGA frames held); the levers together.
+more decoded VGA frames held); the levers together; and a daemon on sensors (the sine
+autoencoder on a CSV, same MQTT and http), which loads no OpenCV.
 Each run's peak is split into anonymous memory (heaps, frames, tensors) and file-backed
 pages (the libraries' code), sampled from /proc/PID/smaps_rollup. Then the floor: what
 the modules cost as the RSS they add when imported into a fresh interpreter (each after
@@ -28,7 +29,7 @@ import yaml
 from edge.common.textable import render_table
 from tests.benchmarks.daemon import FRAMES, sample_frames, write_video
 from tests.broker import Mosquitto
-from tests.models import mobilenet_models
+from tests.models import SINE_WINDOW, mobilenet_models, sine_autoencoder, sine_signal
 
 # a set queue_size is every queue's: a file is read 8 ahead again (the default before)
 QUEUE_8 = {"pipeline": {"queue_size": 8}}
@@ -61,6 +62,20 @@ def rollup(pid: int) -> tuple[float, float]:
         key, value, *_ = line.split()
         fields[key.rstrip(":")] = int(value) / 1024
     return fields["Anonymous"], fields["Rss"] - fields["Anonymous"]
+
+
+def sensor_case(folder: Path) -> dict[str, Any]:
+    """The config keys that turn the run into a daemon on sensors: the sine autoencoder on
+    a CSV of as many windows as the image cases have frames."""
+    model, threshold = sine_autoencoder()
+    csv = folder / "sine.csv"
+    values = sine_signal(FRAMES * SINE_WINDOW, seed=3)
+    csv.write_text("timestamp,value\n" + "".join(f"{i / 100},{v}\n" for i, v in enumerate(values)))
+    return {
+        "bundle": str(model),
+        "source": {"type": "csv", "path": str(csv), "window": SINE_WINDOW},
+        "postprocess": {"task": "anomaly", "anomaly_threshold": threshold},
+    }
 
 
 def edge_run(
@@ -148,6 +163,8 @@ def main() -> None:
                 ("read 8 ahead (pipeline.queue_size 8)", {}, "auto", QUEUE_8),
                 ("one interpreter, read 8 ahead", {}, "1x1", QUEUE_8),
             ]
+            sensors = sensor_case(folder)
+            cases.append(("sensors: sine autoencoder on a CSV (no OpenCV)", {}, "auto", sensors))
             for name, env, parallelism, extra in cases:
                 summary = edge_run(
                     folder, broker.port, video, env=env, parallelism=parallelism, extra=extra
@@ -171,7 +188,7 @@ def main() -> None:
         "cryptography.hazmat.primitives.asymmetric.ed25519",  # install only, loaded on use
         "urllib.request",  # paho imports it; the install by URL too
         "edge.daemon.daemon",
-        "edge.daemon.config",  # what a config check loads (pipeline -> sources -> cv2)
+        "edge.daemon.config",  # what a config check loads (no OpenCV: it loads on use)
         "edge.mqtt.schemas",  # the dashboard and the packager read payloads: a leaf
         "edge.http.access",  # the dashboard guards its page with it
         "numpy, cv2, ai_edge_litert.interpreter",  # the floor of any vision daemon

@@ -12,6 +12,7 @@ import csv
 import logging
 import math
 import time
+from array import array
 
 import numpy as np
 
@@ -25,24 +26,60 @@ logger = logging.getLogger(__name__)
 
 
 class CsvTable:
-    """The parsed file: sample values, timestamps (or None) and each row's line number."""
+    """The parsed file: sample values, timestamps (or None) and each row's line number,
+    in compact arrays. Rows are parsed as they are read, never held as text: a 5 MB
+    file of 192,000 rows held as lists of strings took 64 MB at the peak."""
 
     def __init__(self, config: CsvSource) -> None:
         path = config.path
         if not path.is_file():
             raise SourceError(f"csv {path}: no such file; check the path")
+        self.columns: list[str] = []
+        values, times, lines = array("f"), array("d"), array("q")
+        header: list[str] | None = None
+        picked: list[int] = []
+        stamp_at: int | None = None
         try:
             with path.open(newline="", encoding="utf-8") as file:
                 reader = csv.reader(file)
-                rows = [(reader.line_num, row) for row in reader]  # line_num: where row ends
+                for row in reader:
+                    line = reader.line_num  # where the row ends
+                    if not any(cell.strip() for cell in row):
+                        continue
+                    if header is None:
+                        header = [name.strip() for name in row]
+                        picked, stamp_at = self._columns(config, header, line)
+                        continue
+                    if len(row) != len(header):
+                        raise SourceError(
+                            f"csv {path}:{line}: {len(row)} field(s), the header has {len(header)}"
+                        )
+                    values.extend(_number(row[k], path, line, header[k]) for k in picked)
+                    if stamp_at is not None:
+                        stamp = _number(row[stamp_at], path, line, header[stamp_at])
+                        if config.realtime and times and stamp < times[-1]:
+                            raise SourceError(
+                                f"csv {path}:{line}: timestamp {stamp} goes back (previous "
+                                f"row {times[-1]}); realtime replay needs non-decreasing "
+                                "timestamps"
+                            )
+                        times.append(stamp)
+                    lines.append(line)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise SourceError(f"csv {path}: cannot read: {exc}") from exc
-        rows = [(line, row) for line, row in rows if any(cell.strip() for cell in row)]
-        if not rows:
+        if header is None:
             raise SourceError(f"csv {path}: empty; it needs a header row naming the columns")
-        header = [name.strip() for name in rows[0][1]]
+        self.values = np.frombuffer(values, np.float32).reshape(len(lines), len(picked))
+        self.times = np.frombuffer(times, np.float64) if stamp_at is not None else None
+        self.lines = np.frombuffer(lines, np.int64)
+
+    def _columns(
+        self, config: CsvSource, header: list[str], line: int
+    ) -> tuple[list[int], int | None]:
+        """Where the configured columns and the timestamp column are in ``header``."""
+        path = config.path
         if all(_is_number(name) for name in header):
-            raise SourceError(f"csv {path}:{rows[0][0]}: no header row; name the columns first")
+            raise SourceError(f"csv {path}:{line}: no header row; name the columns first")
         stamp = config.timestamp_column
         if stamp is not None and stamp not in header:
             if "timestamp_column" in config.model_fields_set or config.realtime:
@@ -58,28 +95,10 @@ class CsvTable:
                 f"csv {path}: no column(s) {', '.join(missing) or '(none left)'}; the header "
                 f"has {', '.join(header)}"
             )
-        picked = [header.index(name) for name in names]
-        stamp_at = header.index(stamp) if stamp is not None else None
-        values = np.empty((len(rows) - 1, len(names)), np.float32)
-        times = np.empty(len(rows) - 1, np.float64)
-        for i, (line, row) in enumerate(rows[1:]):
-            if len(row) != len(header):
-                raise SourceError(
-                    f"csv {path}:{line}: {len(row)} field(s), the header has {len(header)}"
-                )
-            for j, k in enumerate(picked):
-                values[i, j] = _number(row[k], path, line, header[k])
-            if stamp_at is not None:
-                times[i] = _number(row[stamp_at], path, line, header[stamp_at])
-                if config.realtime and i and times[i] < times[i - 1]:
-                    raise SourceError(
-                        f"csv {path}:{line}: timestamp {times[i]} goes back (previous row "
-                        f"{times[i - 1]}); realtime replay needs non-decreasing timestamps"
-                    )
         self.columns = names
-        self.values = values
-        self.times = times if stamp_at is not None else None
-        self.lines = [line for line, _ in rows[1:]]
+        return [header.index(name) for name in names], (
+            header.index(stamp) if stamp is not None else None
+        )
 
 
 def _is_number(text: str) -> bool:
@@ -152,5 +171,5 @@ class CsvReplay(SourceBase):
                     return None
             self._pending = None
             stamp = float(table.times[last]) if table.times is not None else time.time()
-            meta = {"line": table.lines[last], "last_sample": last}
+            meta = {"line": int(table.lines[last]), "last_sample": last}
             return self._frame(window, "samples", meta, stamp)
