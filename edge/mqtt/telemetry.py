@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge.common import resident
 from edge.daemon.config import EdgeConfig
 from edge.device.host import hottest_celsius
 from edge.errors import EdgeError
@@ -146,11 +147,8 @@ class ProcessStats:
 
     @staticmethod
     def rss_mb() -> float | None:
-        try:
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
-        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 2)
+        value = resident.rss_mb()
+        return None if value is None else round(value, 2)
 
     @staticmethod
     def temperature_c() -> float | None:

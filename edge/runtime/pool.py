@@ -29,9 +29,9 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from edge.common.resident import rss_mb
 from edge.errors import ConfigError
 from edge.runtime.delegates import parse_chain
 from edge.runtime.runner import ModelRunner
@@ -167,12 +167,3 @@ def load_plan(
         cost,
     )
     return runners
-
-
-def rss_mb() -> float | None:
-    """This process's resident memory now (Linux /proc), None where it cannot be read."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
