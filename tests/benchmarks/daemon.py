@@ -47,6 +47,7 @@ from edge.runtime import ModelRunner, load_model
 from edge.runtime.preprocess import PreprocessSpec, spec_for_input
 from edge.sources.frames import Frame
 from packager.evaluate.reference import compute_reference
+from tests.benchmarks.summary import stop_summary
 from tests.models import mobilenet_models
 
 FRAMES = 300
@@ -258,10 +259,7 @@ def daemon_on_video(model: Path, threads: int, video: Path, out: Path) -> dict[s
             first = time.perf_counter() - launched
         time.sleep(0.002)
     stdout, _ = proc.communicate(timeout=300)
-    lines = [json.loads(line)["status"] for line in stdout.splitlines() if line.strip()]
-    summary = json.loads(
-        next(line for line in lines if line.startswith("stopped: ")).removeprefix("stopped: ")
-    )
+    summary = stop_summary(stdout)
     processed = summary["counters"]["processed"]
     running = summary["elapsed_s"] - (summary["first_result_s"] or 0)
     return {

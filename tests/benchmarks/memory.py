@@ -28,6 +28,7 @@ import yaml
 
 from edge.common.textable import render_table
 from tests.benchmarks.daemon import FRAMES, sample_frames, write_video
+from tests.benchmarks.summary import stop_summary
 from tests.broker import Mosquitto
 from tests.models import SINE_WINDOW, mobilenet_models, sine_autoencoder, sine_signal
 
@@ -120,9 +121,7 @@ def edge_run(
         stdout, stderr = process.communicate(timeout=300)
     if process.returncode != 0:
         sys.exit(f"edge run failed: {stderr[-2000:]}")
-    lines = [json.loads(line)["status"] for line in stdout.splitlines() if line.strip()]
-    summary = next(line for line in lines if line.startswith("stopped: "))
-    result: dict[str, Any] = json.loads(summary.removeprefix("stopped: "))
+    result = stop_summary(stdout)
     result["sampled_anon_mb"], result["sampled_file_mb"] = round(split[0], 1), round(split[1], 1)
     return result
 

@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from edge.common.textable import render_table
+from tests.benchmarks.summary import stop_summary
 from tests.broker import Mosquitto
 from tests.models import digits_models
 
@@ -122,10 +123,7 @@ def run_edge(folder: Path, model: Path, video: Path, mqtt: dict[str, Any] | None
     )
     if done.returncode != 0:
         sys.exit(f"edge run failed ({done.returncode}): {done.stderr[-2000:]}")
-    lines = [json.loads(line)["status"] for line in done.stdout.splitlines() if line.strip()]
-    summary = json.loads(
-        next(line for line in lines if line.startswith("stopped: ")).removeprefix("stopped: ")
-    )
+    summary = stop_summary(done.stdout)
     return float(summary["counters"]["processed"] / summary["elapsed_s"])
 
 
