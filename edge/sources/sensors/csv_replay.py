@@ -34,7 +34,7 @@ class CsvTable:
         path = config.path
         if not path.is_file():
             raise SourceError(f"csv {path}: no such file; check the path")
-        self.columns: list[str] = []
+        names: list[str] = []
         values, times, lines = array("f"), array("d"), array("q")
         header: list[str] | None = None
         picked: list[int] = []
@@ -48,7 +48,7 @@ class CsvTable:
                         continue
                     if header is None:
                         header = [name.strip() for name in row]
-                        picked, stamp_at = self._columns(config, header, line)
+                        names, picked, stamp_at = _pick_columns(config, header, line)
                         continue
                     if len(row) != len(header):
                         raise SourceError(
@@ -69,36 +69,37 @@ class CsvTable:
             raise SourceError(f"csv {path}: cannot read: {exc}") from exc
         if header is None:
             raise SourceError(f"csv {path}: empty; it needs a header row naming the columns")
+        self.columns = names
         self.values = np.frombuffer(values, np.float32).reshape(len(lines), len(picked))
         self.times = np.frombuffer(times, np.float64) if stamp_at is not None else None
         self.lines = np.frombuffer(lines, np.int64)
 
-    def _columns(
-        self, config: CsvSource, header: list[str], line: int
-    ) -> tuple[list[int], int | None]:
-        """Where the configured columns and the timestamp column are in ``header``."""
-        path = config.path
-        if all(_is_number(name) for name in header):
-            raise SourceError(f"csv {path}:{line}: no header row; name the columns first")
-        stamp = config.timestamp_column
-        if stamp is not None and stamp not in header:
-            if "timestamp_column" in config.model_fields_set or config.realtime:
-                raise SourceError(
-                    f"csv {path}: no timestamp column {stamp!r}; the header has "
-                    f"{', '.join(header)}; set timestamp_column (or null for none)"
-                )
-            stamp = None
-        names = config.columns or [name for name in header if name != stamp]
-        missing = [name for name in names if name not in header]
-        if missing or not names:
+
+def _pick_columns(
+    config: CsvSource, header: list[str], line: int
+) -> tuple[list[str], list[int], int | None]:
+    """The configured columns' names, where they are in ``header`` (the header row, on
+    ``line``), and where the timestamp column is (None without one)."""
+    path = config.path
+    if all(_is_number(name) for name in header):
+        raise SourceError(f"csv {path}:{line}: no header row; name the columns first")
+    stamp = config.timestamp_column
+    if stamp is not None and stamp not in header:
+        if "timestamp_column" in config.model_fields_set or config.realtime:
             raise SourceError(
-                f"csv {path}: no column(s) {', '.join(missing) or '(none left)'}; the header "
-                f"has {', '.join(header)}"
+                f"csv {path}: no timestamp column {stamp!r}; the header has "
+                f"{', '.join(header)}; set timestamp_column (or null for none)"
             )
-        self.columns = names
-        return [header.index(name) for name in names], (
-            header.index(stamp) if stamp is not None else None
+        stamp = None
+    names = config.columns or [name for name in header if name != stamp]
+    missing = [name for name in names if name not in header]
+    if missing or not names:
+        raise SourceError(
+            f"csv {path}: no column(s) {', '.join(missing) or '(none left)'}; the header "
+            f"has {', '.join(header)}"
         )
+    stamp_at = header.index(stamp) if stamp is not None else None
+    return names, [header.index(name) for name in names], stamp_at
 
 
 def _is_number(text: str) -> bool:
