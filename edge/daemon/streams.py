@@ -222,6 +222,12 @@ class Stream:
         fits = READ_AHEAD_BYTES // max(1, frame.data.nbytes)
         with self.queue.mutex:  # put() reads maxsize under it
             self.queue.maxsize = max(self.queue.maxsize, min(fits, MAX_READ_AHEAD))
+        log.info(
+            "stream %s: reading %d frame(s) ahead (%d bytes a frame; set queue_size to choose)",
+            self.name,
+            self.queue.maxsize,
+            frame.data.nbytes,
+        )
 
     def _put(self, frame: Frame) -> None:
         while not self._stop.is_set():

@@ -135,7 +135,9 @@ def test_a_file_is_read_ahead_a_few_frames_and_a_set_queue_size_wins(
     assert StreamSet.build(parse_config({"sources": sources[:1]})).reads_ahead is True
 
 
-def test_how_far_a_file_is_read_ahead_follows_its_frames_bytes(tmp_path: Path) -> None:
+def test_how_far_a_file_is_read_ahead_follows_its_frames_bytes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import cv2
 
     def video(name: str, width: int, height: int) -> Path:
@@ -149,12 +151,20 @@ def test_how_far_a_file_is_read_ahead_follows_its_frames_bytes(tmp_path: Path) -
     small, vga = video("small", 160, 120), video("vga", 640, 480)
     streams = StreamSet.build(parse_config({"sources": [f"small={small}", f"vga={vga}"]}))
     assert {s.name: s.queue.maxsize for s in streams.streams} == {"small": 4, "vga": 4}
-    streams.open()
-    try:
-        while streams.read(5.0) is not None:
-            pass
-    finally:
-        streams.close()
+    with caplog.at_level(logging.INFO, logger="edge.daemon.streams"):
+        streams.open()
+        try:
+            while streams.read(5.0) is not None:
+                pass
+        finally:
+            streams.close()
+    said = [r.getMessage() for r in caplog.records if "ahead" in r.getMessage()]
+    assert sorted(said) == [  # a guess the daemon makes is logged
+        f"stream small: reading {MAX_READ_AHEAD} frame(s) ahead (57600 bytes a frame; set "
+        "queue_size to choose)",
+        f"stream vga: reading {READ_AHEAD} frame(s) ahead (921600 bytes a frame; set "
+        "queue_size to choose)",
+    ]
     # 160x120 frames (57.6 KB): as many as fit the budget, up to the cap; VGA (0.92 MB): 4
     assert READ_AHEAD_BYTES // (160 * 120 * 3) > MAX_READ_AHEAD
     assert {s.name: s.queue.maxsize for s in streams.streams} == {
